@@ -1,0 +1,62 @@
+//! The Envoy adapter, and the only module that knows Envoy's protos: it implements
+//! `envoy.service.auth.v3.Authorization/Check` by translating `CheckRequest → RequestView`,
+//! asking the flow, and translating `Decision`/`Error → CheckResponse` (or a gRPC error when we
+//! could not decide, so Envoy's `status_on_error` applies).
+
+mod request;
+mod response;
+
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
+use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
+use tonic::{Request, Response, Status};
+
+use crate::error::Answer;
+use crate::flow::{Decision, Flow};
+
+pub use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
+
+pub struct AuthzService {
+    flow: Arc<Flow>,
+    trust_forwarded_headers: bool,
+}
+
+impl AuthzService {
+    pub fn new(flow: Arc<Flow>, trust_forwarded_headers: bool) -> Self {
+        AuthzService {
+            flow,
+            trust_forwarded_headers,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthzService {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let view = request::request_view(request.into_inner(), self.trust_forwarded_headers);
+        let decision = match self.flow.check(&view).await {
+            Ok(decision) => decision,
+            Err(error) => match error.answer() {
+                Answer::Deny { status, message } => {
+                    tracing::warn!(method = %view.method, path = %view.path, %error, status, "request refused");
+                    Decision::Deny {
+                        status,
+                        message: message.to_owned(),
+                        headers: Vec::new(),
+                        set_cookies: Vec::new(),
+                    }
+                }
+                Answer::CouldNotDecide => {
+                    tracing::error!(method = %view.method, path = %view.path, %error, "could not decide; failing closed");
+                    // No detail for the client: Envoy answers with its status_on_error.
+                    return Err(Status::unavailable("oidc-authz could not decide"));
+                }
+            },
+        };
+        Ok(Response::new(response::check_response(decision)))
+    }
+}

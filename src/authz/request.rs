@@ -1,0 +1,121 @@
+//! `CheckRequest` → `RequestView`. Envoy puts path *and query* in `http.path` and leaves `query`
+//! empty; the body arrives in `raw_body` or `body` depending on `pack_as_bytes` and where it was
+//! set. `X-Forwarded-Proto`/`-Host` count only when the operator trusts them.
+
+use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
+
+use crate::flow::RequestView;
+
+pub fn request_view(check: CheckRequest, trust_forwarded_headers: bool) -> RequestView {
+    let http = check
+        .attributes
+        .and_then(|attributes| attributes.request)
+        .and_then(|request| request.http)
+        .unwrap_or_default();
+    let headers: std::collections::HashMap<String, String> = http
+        .headers
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect();
+    let (path, mut query) = match http.path.split_once('?') {
+        Some((path, query)) => (path.to_owned(), query.to_owned()),
+        None => (http.path.clone(), String::new()),
+    };
+    if query.is_empty() && !http.query.is_empty() {
+        query = http.query;
+    }
+    let forwarded = |name: &str| {
+        trust_forwarded_headers
+            .then(|| headers.get(name))
+            .flatten()
+            .and_then(|value| value.split(',').next())
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+    };
+    let scheme = forwarded("x-forwarded-proto")
+        .or_else(|| (!http.scheme.is_empty()).then(|| http.scheme.clone()))
+        .unwrap_or_else(|| "http".to_owned());
+    let host = forwarded("x-forwarded-host")
+        .or_else(|| (!http.host.is_empty()).then(|| http.host.clone()))
+        .or_else(|| headers.get(":authority").cloned())
+        .or_else(|| headers.get("host").cloned())
+        .unwrap_or_default();
+    let body = if !http.raw_body.is_empty() {
+        http.raw_body
+    } else {
+        http.body.into_bytes()
+    };
+    RequestView {
+        method: http.method,
+        scheme,
+        host,
+        path,
+        query,
+        headers,
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+
+    fn check(http: HttpRequest) -> CheckRequest {
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(Request {
+                    http: Some(http),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn path_query_host_and_body_are_taken_apart() {
+        let view = request_view(
+            check(HttpRequest {
+                method: "POST".into(),
+                path: "/callback?x=1".into(),
+                host: "app.example".into(),
+                scheme: "http".into(),
+                body: "code=c&state=s".into(),
+                headers: [("X-Forwarded-Proto".to_string(), "https".to_string())].into(),
+                ..Default::default()
+            }),
+            false,
+        );
+        assert_eq!(
+            (view.path.as_str(), view.query.as_str()),
+            ("/callback", "x=1")
+        );
+        assert_eq!(view.origin(), "http://app.example");
+        assert_eq!(view.body, b"code=c&state=s");
+        assert_eq!(view.header("x-forwarded-proto"), Some("https"));
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_when_trusted_and_raw_body_wins() {
+        let http = HttpRequest {
+            method: "GET".into(),
+            path: "/".into(),
+            host: "internal:8000".into(),
+            scheme: "http".into(),
+            body: "ignored".into(),
+            raw_body: b"raw".to_vec(),
+            headers: [
+                ("x-forwarded-proto".to_string(), "https, http".to_string()),
+                ("x-forwarded-host".to_string(), "app.example".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let view = request_view(check(http), true);
+        assert_eq!(view.origin(), "https://app.example");
+        assert_eq!(view.body, b"raw");
+        assert_eq!(request_view(check(HttpRequest::default()), true).method, "");
+    }
+}

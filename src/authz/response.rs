@@ -1,0 +1,143 @@
+//! `Decision` (or a refusing `Error`) → `CheckResponse`. Headers toward the upstream overwrite:
+//! both the legacy `append = false` and `OVERWRITE_IF_EXISTS_OR_ADD` are set, because Envoy 1.37
+//! changed the default and envoy-types leaves `append` unset. Each `Set-Cookie` on a denied response
+//! is its own `HeaderValueOption` with `append` unset, so none replaces another.
+
+use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{
+    CheckResponse, DeniedHttpResponse, OkHttpResponse,
+};
+use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::pb::google::rpc;
+
+use crate::flow::{Decision, html_escape};
+
+/// gRPC status codes Envoy reads in `CheckResponse.status`.
+const GRPC_OK: i32 = 0;
+const GRPC_UNAUTHENTICATED: i32 = 16;
+const GRPC_PERMISSION_DENIED: i32 = 7;
+
+// `append` is deprecated in Envoy's API, but Envoy 1.40 still reads it and treats an unset value
+// inconsistently (REAL-STACK.md): we set it on purpose.
+#[allow(deprecated)]
+fn overwrite(name: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.to_owned(),
+            value: value.to_owned(),
+            ..Default::default()
+        }),
+        append: Some(BoolValue { value: false }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }
+}
+
+fn added(name: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.to_owned(),
+            value: value.to_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn status(code: i32) -> Option<rpc::Status> {
+    Some(rpc::Status {
+        code,
+        ..Default::default()
+    })
+}
+
+/// A small page for a person; empty for an empty message.
+pub fn page(status: u16, message: &str) -> String {
+    if message.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{status}</title></head>\
+         <body><h1>{status}</h1><p>{}</p></body></html>\n",
+        html_escape(message)
+    )
+}
+
+pub fn check_response(decision: Decision) -> CheckResponse {
+    match decision {
+        Decision::Allow {
+            set_upstream_headers,
+            remove_upstream_headers,
+            set_cookies,
+        } => CheckResponse {
+            status: status(GRPC_OK),
+            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                headers: set_upstream_headers
+                    .iter()
+                    .map(|h| overwrite(&h.name, h.value.expose()))
+                    .collect(),
+                headers_to_remove: remove_upstream_headers,
+                response_headers_to_add: set_cookies
+                    .iter()
+                    .map(|c| added("set-cookie", c))
+                    .collect(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        },
+        Decision::Redirect {
+            status: http_status,
+            location,
+            set_cookies,
+        } => {
+            let mut headers = vec![
+                added("location", &location),
+                added("cache-control", "no-store"),
+            ];
+            headers.extend(set_cookies.iter().map(|c| added("set-cookie", c)));
+            denied(GRPC_UNAUTHENTICATED, http_status, headers, String::new())
+        }
+        Decision::Deny {
+            status: http_status,
+            message,
+            headers,
+            set_cookies,
+        } => {
+            let mut all = vec![added("cache-control", "no-store")];
+            let body = page(http_status, &message);
+            if !body.is_empty() {
+                all.push(added("content-type", "text/html; charset=utf-8"));
+            }
+            all.extend(headers.iter().map(|(name, value)| added(name, value)));
+            all.extend(set_cookies.iter().map(|c| added("set-cookie", c)));
+            let grpc = if http_status == 401 {
+                GRPC_UNAUTHENTICATED
+            } else {
+                GRPC_PERMISSION_DENIED
+            };
+            denied(grpc, http_status, all, body)
+        }
+    }
+}
+
+fn denied(
+    grpc: i32,
+    http_status: u16,
+    headers: Vec<HeaderValueOption>,
+    body: String,
+) -> CheckResponse {
+    CheckResponse {
+        status: status(grpc),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(http_status),
+            }),
+            headers,
+            body,
+        })),
+        ..Default::default()
+    }
+}

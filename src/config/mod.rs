@@ -1,0 +1,134 @@
+//! Configuration: the validated `Config` the rest of the program reads, and how it is loaded
+//! (`load`: YAML file, then `OIDC_AUTHZ_*` environment overrides, then secrets from files). A bad
+//! configuration is reported whole, one line per problem with its key path, before any port is bound.
+
+mod load;
+mod reader;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use url::Url;
+
+use crate::secret::Secret;
+pub use load::{ConfigError, ENV_PREFIX, load, load_from_str};
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+/// How the IdP returns the authorization response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// Code in the callback URL's query (it may reach access logs).
+    Query,
+    /// Code in a POSTed form body, never in a URL.
+    FormPost,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PkceMode {
+    /// When the discovery document lists `S256` in `code_challenge_methods_supported`.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieSecure {
+    /// `Secure` when the request came over https.
+    Auto,
+    Always,
+    Never,
+}
+
+/// Where the IdP sends the browser back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectUri {
+    /// A path on whatever host the request came to.
+    Path(String),
+    Absolute(Url),
+}
+
+impl RedirectUri {
+    pub fn path(&self) -> &str {
+        match self {
+            RedirectUri::Path(path) => path,
+            RedirectUri::Absolute(url) => url.path(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// May hold a password: printed only through `Debug` of `Secret`.
+    pub url: Secret,
+    pub key_prefix: String,
+    pub pool_size: usize,
+    pub command_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum SessionStorage {
+    Memory,
+    Redis(RedisConfig),
+}
+
+/// A header injected toward the upstream: `authorization:bearer` means `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamHeader {
+    pub name: String,
+    /// `Some("Bearer")` puts `Bearer ` before the value.
+    pub scheme: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub log_level: String,
+
+    pub issuer: Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub client_auth: ClientAuth,
+    pub scopes: Vec<String>,
+    pub redirect_uri: RedirectUri,
+    pub response_mode: ResponseMode,
+    pub pkce: PkceMode,
+    pub preserve_query_args: bool,
+    /// Extra parameters for the authorization request (`prompt`, `acr_values`, `audience`...).
+    pub authorization_params: Vec<(String, String)>,
+    pub id_token_signing_algs: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub http_timeout: Duration,
+
+    pub session_storage: SessionStorage,
+    pub session_secrets: Vec<Secret>,
+    pub session_cookie_name: String,
+    pub session_cookie_secure: CookieSecure,
+    pub session_cookie_domain: Option<String>,
+    pub login_timeout: Duration,
+    pub session_idling_timeout: Duration,
+    pub session_absolute_timeout: Duration,
+    pub refresh_margin: Duration,
+
+    pub upstream_access_token_header: Option<UpstreamHeader>,
+    pub upstream_id_token_header: Option<UpstreamHeader>,
+    pub trust_forwarded_headers: bool,
+
+    pub logout_path: Option<String>,
+    pub logout_redirect_uri: Option<String>,
+    pub backchannel_logout_path: Option<String>,
+}

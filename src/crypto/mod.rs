@@ -1,0 +1,115 @@
+//! Cryptography, and the only module that holds key bytes: cookie MACs (`cookie`), sealing of
+//! stored records (`seal`), random values (`random`). Keys come from configured secrets as a list:
+//! the first signs and encrypts, all verify and decrypt, so keys rotate without logging anyone out.
+
+pub mod cookie;
+pub mod random;
+pub mod seal;
+
+use hkdf::Hkdf;
+use sha2::{Digest, Sha256};
+
+use crate::secret::Secret;
+
+/// The shortest secret we accept: 32 bytes is 256 bits if it is random, and HKDF stretches nothing.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Keys derived from one configured secret. Each purpose gets its own key, so a cookie MAC can never
+/// be confused with a ciphertext key.
+#[derive(Clone)]
+pub(crate) struct DerivedKeys {
+    pub(crate) cookie_mac: [u8; 32],
+    pub(crate) seal: [u8; 32],
+}
+
+/// All configured keys, newest first.
+#[derive(Clone)]
+pub struct KeyRing {
+    keys: Vec<DerivedKeys>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyRing({} keys, [redacted])", self.keys.len())
+    }
+}
+
+impl KeyRing {
+    /// Derives keys from each secret. The caller (config) has checked there is at least one and that
+    /// each is long enough; this is checked again so the type cannot exist without keys.
+    pub fn from_secrets(secrets: &[Secret]) -> Result<Self, String> {
+        if secrets.is_empty() {
+            return Err("no session secret configured".into());
+        }
+        let mut keys = Vec::with_capacity(secrets.len());
+        for secret in secrets {
+            if secret.expose().len() < MIN_SECRET_LEN {
+                return Err(format!(
+                    "a session secret is shorter than {MIN_SECRET_LEN} characters"
+                ));
+            }
+            let hkdf = Hkdf::<Sha256>::new(Some(b"oidc-authz v1"), secret.expose().as_bytes());
+            let mut cookie_mac = [0u8; 32];
+            let mut seal = [0u8; 32];
+            hkdf.expand(b"cookie mac", &mut cookie_mac)
+                .and_then(|_| hkdf.expand(b"record seal", &mut seal))
+                .map_err(|_| "key derivation failed".to_string())?;
+            keys.push(DerivedKeys { cookie_mac, seal });
+        }
+        Ok(KeyRing { keys })
+    }
+
+    pub(crate) fn keys(&self) -> &[DerivedKeys] {
+        &self.keys
+    }
+
+    pub(crate) fn current(&self) -> &DerivedKeys {
+        &self.keys[0]
+    }
+}
+
+/// SHA-256 with a domain label, for store keys and binding hashes: a stored hash of a session id or
+/// a state cannot be turned back into the value, so a store dump cannot be replayed as a cookie.
+pub fn labelled_hash(label: &str, value: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(label.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(value);
+    hasher.finalize().into()
+}
+
+/// Constant-time equality for secrets of any length (nonces, binding hashes).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+#[cfg(test)]
+pub(crate) fn test_keyring(secrets: &[&str]) -> KeyRing {
+    let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
+    KeyRing::from_secrets(&secrets).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_or_missing_secrets_are_refused() {
+        assert!(KeyRing::from_secrets(&[]).is_err());
+        assert!(KeyRing::from_secrets(&[Secret::new("short")]).is_err());
+        assert!(KeyRing::from_secrets(&[Secret::new("x".repeat(32))]).is_ok());
+    }
+
+    #[test]
+    fn purposes_get_different_keys_and_debug_hides_them() {
+        let ring = test_keyring(&["0123456789abcdef0123456789abcdef"]);
+        assert_ne!(ring.current().cookie_mac, ring.current().seal);
+        assert_eq!(format!("{ring:?}"), "KeyRing(1 keys, [redacted])");
+    }
+
+    #[test]
+    fn labelled_hash_separates_domains() {
+        assert_ne!(labelled_hash("session", b"x"), labelled_hash("state", b"x"));
+    }
+}

@@ -1,0 +1,140 @@
+//! Every way a Check can fail, and the one place (`Error::answer`) that decides what each failure
+//! means on the wire. A denial the flow chose is not an error (see `flow::Decision`); an `Error` is
+//! either a request we refuse with a page, or "could not decide", which becomes a gRPC error so
+//! Envoy's `status_on_error` (503) applies: we fail closed.
+
+use crate::crypto::random::RandomError;
+use crate::oidc::{IdTokenError, TokenError};
+use crate::session::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    #[error("the OpenID Provider has not been discovered yet")]
+    ProviderNotReady,
+    #[error("the OpenID Provider could not refresh the session: {0}")]
+    RefreshUnavailable(TokenError),
+
+    #[error("the login callback lacks `state` or `code`")]
+    CallbackIncomplete,
+    #[error("the IdP answered the login with error `{error}`")]
+    IdpRefusedLogin { error: String },
+    #[error("the login state is unknown, expired or already used")]
+    UnknownLoginState,
+    #[error("the login callback came from another browser than the login")]
+    LoginFromAnotherBrowser,
+    #[error("the authorization code exchange failed: {0}")]
+    CodeExchange(TokenError),
+    #[error("the token response has no ID token")]
+    MissingIdToken,
+    #[error(transparent)]
+    InvalidIdToken(IdTokenError),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    #[error("the back-channel logout request is invalid: {0}")]
+    InvalidLogoutToken(String),
+}
+
+/// What a failure becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Refuse the request with this HTTP status and a short message for a person.
+    Deny { status: u16, message: &'static str },
+    /// We could not decide: Envoy answers with its `status_on_error`.
+    CouldNotDecide,
+}
+
+/// IdP error codes that mean "this user may not log in", not "the request was malformed".
+const REFUSAL_CODES: &[&str] = &[
+    "access_denied",
+    "login_required",
+    "consent_required",
+    "interaction_required",
+    "account_selection_required",
+    "unauthorized_client",
+];
+
+impl Error {
+    pub fn answer(&self) -> Answer {
+        use Answer::*;
+        match self {
+            Error::Store(_)
+            | Error::Random(_)
+            | Error::ProviderNotReady
+            | Error::RefreshUnavailable(_) => CouldNotDecide,
+            Error::CallbackIncomplete => Deny {
+                status: 400,
+                message: "The login response is incomplete. Please go back and try again.",
+            },
+            Error::IdpRefusedLogin { error } if REFUSAL_CODES.contains(&error.as_str()) => Deny {
+                status: 403,
+                message: "The identity provider did not allow this login.",
+            },
+            Error::IdpRefusedLogin { .. } => Deny {
+                status: 400,
+                message: "The identity provider could not complete the login. Please try again.",
+            },
+            Error::UnknownLoginState => Deny {
+                status: 400,
+                message: "This login has expired or was already used. Please open the page again.",
+            },
+            Error::LoginFromAnotherBrowser => Deny {
+                status: 403,
+                message: "This login was started in another browser. Please open the page again here.",
+            },
+            Error::CodeExchange(_) | Error::MissingIdToken | Error::InvalidIdToken(_) => Deny {
+                status: 502,
+                message: "The identity provider's answer could not be accepted. Please try again later.",
+            },
+            Error::MethodNotAllowed(_) => Deny {
+                status: 405,
+                message: "This method is not allowed here.",
+            },
+            Error::InvalidLogoutToken(_) => Deny {
+                status: 400,
+                message: "Invalid logout token.",
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_fail_closed_and_bad_callbacks_get_pages() {
+        let store_down = Error::Store(StoreError::Unavailable("connection refused".into()));
+        assert_eq!(store_down.answer(), Answer::CouldNotDecide);
+        assert_eq!(Error::ProviderNotReady.answer(), Answer::CouldNotDecide);
+        let status = |error: Error| match error.answer() {
+            Answer::Deny { status, .. } => status,
+            Answer::CouldNotDecide => 0,
+        };
+        assert_eq!(status(Error::UnknownLoginState), 400);
+        assert_eq!(status(Error::LoginFromAnotherBrowser), 403);
+        assert_eq!(
+            status(Error::IdpRefusedLogin {
+                error: "access_denied".into()
+            }),
+            403
+        );
+        assert_eq!(
+            status(Error::IdpRefusedLogin {
+                error: "invalid_scope".into()
+            }),
+            400
+        );
+        assert_eq!(
+            status(Error::CodeExchange(TokenError::Unreachable("x".into()))),
+            502
+        );
+        assert_eq!(
+            status(Error::InvalidIdToken(IdTokenError::NonceMismatch)),
+            502
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! Step 2: the IdP sends the browser back with `code` and `state` (query, or a form_post body).
+//! The pending login is taken once, checked against this browser's login cookie, the code is
+//! exchanged, the ID token validated, and a new session is created.
+
+use super::cookies::{CookieJar, CookieKind};
+use super::lifetime;
+use super::login::BINDING_LABEL;
+use super::{Decision, Flow, RequestView};
+use crate::crypto::cookie::{self, CookiePurpose};
+use crate::crypto::{constant_time_eq, labelled_hash};
+use crate::error::Error;
+use crate::secret::Secret;
+use crate::session::{PendingLoginRecord, SessionId, SessionRecord};
+
+/// The callback's parameters, from the query (GET) or the form body (POST).
+#[derive(Default)]
+struct CallbackParams {
+    code: Option<Secret>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+fn parse_params(input: &[u8]) -> CallbackParams {
+    let mut params = CallbackParams::default();
+    for (name, value) in form_urlencoded::parse(input) {
+        match name.as_ref() {
+            "code" => params.code = Some(Secret::new(value.into_owned())),
+            "state" => params.state = Some(value.into_owned()),
+            "error" => params.error = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    params
+}
+
+impl Flow {
+    pub(super) async fn finish_login(
+        &self,
+        request: &RequestView,
+        jar: &CookieJar<'_>,
+    ) -> Result<Decision, Error> {
+        let params = match request.method.as_str() {
+            "GET" => parse_params(request.query.as_bytes()),
+            "POST" => {
+                let form = request
+                    .header("content-type")
+                    .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+                if !form {
+                    return Err(Error::CallbackIncomplete);
+                }
+                parse_params(&request.body)
+            }
+            other => return Err(Error::MethodNotAllowed(other.to_owned())),
+        };
+        if let Some(error) = params.error {
+            if let Some(state) = &params.state {
+                // The login is over either way: do not let the state be used again.
+                self.sessions.take_pending(state).await?;
+            }
+            return Err(Error::IdpRefusedLogin { error });
+        }
+        let (Some(state), Some(code)) = (params.state, params.code) else {
+            return Err(Error::CallbackIncomplete);
+        };
+        let pending = self
+            .sessions
+            .take_pending(&state)
+            .await?
+            .ok_or(Error::UnknownLoginState)?;
+        let status = if request.method == "POST" { 303 } else { 302 };
+
+        if !self.started_in_this_browser(request, jar, &pending) {
+            // A browser that already has a session (say, a second tab finishing after the first)
+            // just goes where it wanted; no code is exchanged, so a planted login cannot land.
+            if self.has_session(request, jar).await? {
+                return Ok(Decision::Redirect {
+                    status,
+                    location: pending.original_url,
+                    set_cookies: Vec::new(),
+                });
+            }
+            return Err(Error::LoginFromAnotherBrowser);
+        }
+
+        let verifier =
+            (!pending.pkce_verifier.is_empty()).then_some(pending.pkce_verifier.as_str());
+        let tokens = self
+            .provider
+            .exchange_code(&code, &pending.redirect_uri, verifier)
+            .await
+            .map_err(Error::CodeExchange)?;
+        let id_token = tokens.id_token.ok_or(Error::MissingIdToken)?;
+        let claims = self
+            .provider
+            .verify_id_token(&id_token, Some(&pending.nonce))
+            .await
+            .map_err(Error::InvalidIdToken)?;
+
+        let now = self.clock.now_unix();
+        let record = SessionRecord {
+            subject: claims.subject,
+            idp_session_id: claims.idp_session_id.unwrap_or_default(),
+            access_token: tokens.access_token.expose().to_owned(),
+            id_token: id_token.expose().to_owned(),
+            refresh_token: tokens
+                .refresh_token
+                .map(|t| t.expose().to_owned())
+                .unwrap_or_default(),
+            access_token_expires_at: tokens.expires_in.map_or(0, |s| now + s as i64),
+            created_at: now,
+            last_active_at: now,
+        };
+        let id = SessionId::random()?;
+        self.sessions
+            .create(
+                &id,
+                &record,
+                lifetime::store_ttl(&record, now, &self.config),
+            )
+            .await?;
+        tracing::info!(subject = %record.subject, "login completed, session created");
+
+        let cookie_value = cookie::sign(&self.keys, CookiePurpose::Session, &id.0);
+        Ok(Decision::Redirect {
+            status,
+            location: pending.original_url,
+            set_cookies: vec![
+                jar.set(
+                    CookieKind::Session,
+                    &cookie_value,
+                    self.config.session_absolute_timeout,
+                ),
+                jar.clear(CookieKind::Login),
+            ],
+        })
+    }
+
+    fn started_in_this_browser(
+        &self,
+        request: &RequestView,
+        jar: &CookieJar<'_>,
+        pending: &PendingLoginRecord,
+    ) -> bool {
+        jar.values(request, CookieKind::Login)
+            .into_iter()
+            .filter_map(|value| cookie::verify(&self.keys, CookiePurpose::Login, value))
+            .any(|verified| {
+                constant_time_eq(
+                    &labelled_hash(BINDING_LABEL, &verified.id),
+                    &pending.browser_binding_hash,
+                )
+            })
+    }
+}

@@ -1,0 +1,162 @@
+//! The session and login cookies: their names (`__Host-` prefixed when `Secure` and host-only),
+//! attributes, and `Set-Cookie` values. The values themselves are signed in `crypto::cookie`.
+
+use std::time::Duration;
+
+use super::request::RequestView;
+use crate::config::{Config, CookieSecure, ResponseMode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieKind {
+    Session,
+    /// Binds a login in progress to the browser that started it.
+    Login,
+}
+
+/// Cookie settings resolved for one request.
+pub struct CookieJar<'a> {
+    config: &'a Config,
+    secure: bool,
+}
+
+impl<'a> CookieJar<'a> {
+    pub fn for_request(config: &'a Config, request: &RequestView) -> Self {
+        let secure = match config.session_cookie_secure {
+            CookieSecure::Always => true,
+            CookieSecure::Never => false,
+            CookieSecure::Auto => request.is_https(),
+        };
+        CookieJar { config, secure }
+    }
+
+    fn base_name(&self, kind: CookieKind) -> String {
+        match kind {
+            CookieKind::Session => self.config.session_cookie_name.clone(),
+            CookieKind::Login => format!("{}_login", self.config.session_cookie_name),
+        }
+    }
+
+    /// The name we set: `__Host-` where the browser allows it (Secure, Path=/, no Domain), which
+    /// stops a sibling subdomain from planting the cookie.
+    pub fn name(&self, kind: CookieKind) -> String {
+        let base = self.base_name(kind);
+        if self.secure && self.config.session_cookie_domain.is_none() {
+            format!("__Host-{base}")
+        } else {
+            base
+        }
+    }
+
+    /// Every cookie value the request carries for `kind`, under the prefixed or plain name (the
+    /// `secure` setting may have changed since the cookie was set).
+    pub fn values<'r>(&self, request: &'r RequestView, kind: CookieKind) -> Vec<&'r str> {
+        let base = self.base_name(kind);
+        let prefixed = format!("__Host-{base}");
+        let mut values: Vec<&'r str> = request.cookies(&prefixed).collect();
+        values.extend(request.cookies(&base));
+        values
+    }
+
+    /// The login cookie travels on the IdP's cross-site form_post, which `SameSite=Lax` cookies do
+    /// not: there it must be `SameSite=None`, which browsers accept only with `Secure`.
+    fn same_site(&self, kind: CookieKind) -> &'static str {
+        match kind {
+            CookieKind::Login
+                if self.config.response_mode == ResponseMode::FormPost && self.secure =>
+            {
+                "None"
+            }
+            _ => "Lax",
+        }
+    }
+
+    fn attributes(&self, kind: CookieKind, max_age: u64) -> String {
+        let mut attributes = format!(
+            "Path=/; Max-Age={max_age}; HttpOnly; SameSite={}",
+            self.same_site(kind)
+        );
+        if self.secure {
+            attributes.push_str("; Secure");
+        }
+        if let Some(domain) = &self.config.session_cookie_domain {
+            attributes.push_str("; Domain=");
+            attributes.push_str(domain);
+        }
+        attributes
+    }
+
+    pub fn set(&self, kind: CookieKind, value: &str, max_age: Duration) -> String {
+        format!(
+            "{}={value}; {}",
+            self.name(kind),
+            self.attributes(kind, max_age.as_secs())
+        )
+    }
+
+    pub fn clear(&self, kind: CookieKind) -> String {
+        format!("{}=; {}", self.name(kind), self.attributes(kind, 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_from_str;
+
+    fn config(extra: &str) -> Config {
+        let yaml = format!(
+            "issuer: https://idp.example\nclient_id: c\nclient_secret: s\nsession_secret: 0123456789abcdef0123456789abcdef\n{extra}"
+        );
+        load_from_str(&yaml, "t", Vec::new()).unwrap().0
+    }
+
+    fn request(scheme: &str) -> RequestView {
+        RequestView {
+            scheme: scheme.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn secure_cookies_get_the_host_prefix() {
+        let config = config("");
+        let https = CookieJar::for_request(&config, &request("https"));
+        assert_eq!(
+            https.set(CookieKind::Session, "v1.x.y", Duration::from_secs(60)),
+            "__Host-session=v1.x.y; Path=/; Max-Age=60; HttpOnly; SameSite=Lax; Secure"
+        );
+        let http = CookieJar::for_request(&config, &request("http"));
+        assert_eq!(http.name(CookieKind::Session), "session");
+        assert_eq!(
+            http.clear(CookieKind::Login),
+            "session_login=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+        );
+    }
+
+    #[test]
+    fn form_post_login_cookie_is_same_site_none() {
+        let config = config("response_mode: form_post\nsession_cookie_secure: always");
+        let jar = CookieJar::for_request(&config, &request("http"));
+        let cookie = jar.set(CookieKind::Login, "v", Duration::from_secs(600));
+        assert!(cookie.starts_with("__Host-session_login=v;"), "{cookie}");
+        assert!(
+            cookie.contains("SameSite=None") && cookie.contains("Secure"),
+            "{cookie}"
+        );
+        assert!(
+            jar.set(CookieKind::Session, "v", Duration::from_secs(1))
+                .contains("SameSite=Lax")
+        );
+    }
+
+    #[test]
+    fn domain_cookies_drop_the_prefix() {
+        let config = config("session_cookie_domain: example.com\nsession_cookie_secure: always");
+        let jar = CookieJar::for_request(&config, &request("https"));
+        let cookie = jar.set(CookieKind::Session, "v", Duration::from_secs(1));
+        assert!(
+            cookie.starts_with("session=v;") && cookie.ends_with("; Domain=example.com"),
+            "{cookie}"
+        );
+    }
+}

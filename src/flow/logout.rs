@@ -1,0 +1,57 @@
+//! RP-initiated logout: the logout path ends the session here, clears the cookie, and sends the
+//! browser to the IdP's `end_session_endpoint` (with `id_token_hint`, `client_id` and the
+//! configured `post_logout_redirect_uri`) so the IdP's session ends too.
+
+use super::cookies::{CookieJar, CookieKind};
+use super::{Decision, Flow, RequestView};
+use crate::error::Error;
+
+impl Flow {
+    pub(super) async fn logout(
+        &self,
+        request: &RequestView,
+        jar: &CookieJar<'_>,
+    ) -> Result<Decision, Error> {
+        if !matches!(request.method.as_str(), "GET" | "POST") {
+            return Err(Error::MethodNotAllowed(request.method.clone()));
+        }
+        let mut id_token = String::new();
+        if let Some(found) = self.find_session(request, jar).await? {
+            self.sessions.delete(&found.id).await?;
+            tracing::info!(subject = %found.loaded.record.subject, "logged out");
+            id_token = found.loaded.record.id_token;
+        }
+        let post_logout = self.config.logout_redirect_uri.as_ref().map(|uri| {
+            if uri.starts_with('/') {
+                format!("{}{uri}", request.origin())
+            } else {
+                uri.clone()
+            }
+        });
+        let location = match self
+            .provider
+            .metadata()
+            .and_then(|m| m.end_session_endpoint.clone())
+        {
+            Some(mut end_session) => {
+                {
+                    let mut query = end_session.query_pairs_mut();
+                    if !id_token.is_empty() {
+                        query.append_pair("id_token_hint", &id_token);
+                    }
+                    query.append_pair("client_id", &self.config.client_id);
+                    if let Some(uri) = &post_logout {
+                        query.append_pair("post_logout_redirect_uri", uri);
+                    }
+                }
+                end_session.to_string()
+            }
+            None => post_logout.unwrap_or_else(|| "/".to_owned()),
+        };
+        Ok(Decision::Redirect {
+            status: if request.method == "POST" { 303 } else { 302 },
+            location,
+            set_cookies: vec![jar.clear(CookieKind::Session)],
+        })
+    }
+}

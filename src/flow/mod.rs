@@ -1,0 +1,99 @@
+//! The login flow's decision tree, one Check at a time. `Flow::check` routes a request to the step
+//! that owns it: the callback (`callback`), logout (`logout`, `backchannel`), or the session check
+//! (`session`), which falls back to starting a login (`login`). IO sits behind `SessionStore` and
+//! `IdentityProvider`, time behind `Clock`, so every branch runs in unit tests. Knows nothing of
+//! Envoy's protos (`authz` translates).
+
+mod backchannel;
+mod callback;
+pub mod cookies;
+mod decision;
+mod lifetime;
+mod login;
+mod logout;
+mod refresh;
+pub mod request;
+mod session;
+
+use std::sync::Arc;
+
+pub use decision::{Decision, UpstreamHeader};
+pub use request::RequestView;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::KeyRing;
+use crate::error::Error;
+use crate::oidc::IdentityProvider;
+use crate::session::Sessions;
+use cookies::CookieJar;
+
+/// Everything a Check needs; shared by all requests.
+pub struct Flow {
+    config: Arc<Config>,
+    keys: Arc<KeyRing>,
+    sessions: Sessions,
+    provider: Arc<dyn IdentityProvider>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Flow {
+    pub fn new(
+        config: Arc<Config>,
+        keys: Arc<KeyRing>,
+        sessions: Sessions,
+        provider: Arc<dyn IdentityProvider>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Flow {
+            config,
+            keys,
+            sessions,
+            provider,
+            clock,
+        }
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    pub fn provider(&self) -> &Arc<dyn IdentityProvider> {
+        &self.provider
+    }
+
+    /// Decides one request.
+    pub async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
+        let jar = CookieJar::for_request(&self.config, request);
+        let path = request.path.as_str();
+        if path == self.config.redirect_uri.path() {
+            return self.finish_login(request, &jar).await;
+        }
+        if self.config.logout_path.as_deref() == Some(path) {
+            return self.logout(request, &jar).await;
+        }
+        if self.config.backchannel_logout_path.as_deref() == Some(path) {
+            return self.backchannel_logout(request).await;
+        }
+        self.check_session(request, &jar).await
+    }
+}
+
+/// Escapes text for an HTML page.
+pub(crate) fn html_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            _ => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+//! `RequestView`: the parts of an HTTP request the flow looks at, independent of Envoy's protos.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Default)]
+pub struct RequestView {
+    pub method: String,
+    /// `http` or `https`, as the client used it.
+    pub scheme: String,
+    /// The `Host` (authority) the client used, port included.
+    pub host: String,
+    /// The path, without query.
+    pub path: String,
+    /// The query string without `?`, possibly empty.
+    pub query: String,
+    /// Header names in lower case.
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl RequestView {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.scheme.eq_ignore_ascii_case("https")
+    }
+
+    /// `scheme://host` of the request.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.host)
+    }
+
+    /// Every value of the cookies named `name` (a browser may send several with one name).
+    pub fn cookies<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        self.header("cookie")
+            .into_iter()
+            .flat_map(|header| header.split(';'))
+            .filter_map(move |pair| {
+                let (key, value) = pair.trim().split_once('=')?;
+                (key == name).then(|| value.trim_matches('"'))
+            })
+    }
+
+    /// A person's browser loading a page, as opposed to a script or an API client: those get 401
+    /// instead of a redirect they could not follow.
+    pub fn is_browser_navigation(&self) -> bool {
+        let safe_method = matches!(self.method.as_str(), "GET" | "HEAD");
+        let scripted = self.header("x-requested-with").is_some();
+        let fetch_mode_ok = self
+            .header("sec-fetch-mode")
+            .is_none_or(|mode| mode.eq_ignore_ascii_case("navigate"));
+        let accepts_html = self.header("accept").is_none_or(|accept| {
+            accept.split(',').any(|range| {
+                let media = range.split(';').next().unwrap_or("").trim();
+                matches!(
+                    media,
+                    "text/html" | "text/*" | "*/*" | "application/xhtml+xml"
+                )
+            })
+        });
+        safe_method && !scripted && fetch_mode_ok && accepts_html
+    }
+
+    /// The request's path and query as a same-origin relative reference for a `Location` header.
+    /// A path starting with `//` or `/\` would be read by browsers as another host, so repeated
+    /// leading slashes are folded into one.
+    pub fn local_target(&self, with_query: bool) -> String {
+        let path = self.path.trim_start_matches(['/', '\\']);
+        let mut target = format!("/{path}");
+        if with_query && !self.query.is_empty() {
+            target.push('?');
+            target.push_str(&self.query);
+        }
+        target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, headers: &[(&str, &str)]) -> RequestView {
+        RequestView {
+            method: method.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn browser_navigation_is_told_apart_from_scripts() {
+        let cases: &[(&str, &[(&str, &str)], bool)] = &[
+            (
+                "GET",
+                &[("accept", "text/html,application/xhtml+xml;q=0.9")],
+                true,
+            ),
+            ("GET", &[], true),
+            ("GET", &[("accept", "*/*")], true),
+            ("HEAD", &[("accept", "text/html")], true),
+            (
+                "GET",
+                &[("accept", "text/html"), ("sec-fetch-mode", "navigate")],
+                true,
+            ),
+            ("GET", &[("accept", "application/json")], false),
+            (
+                "GET",
+                &[
+                    ("accept", "text/html"),
+                    ("x-requested-with", "XMLHttpRequest"),
+                ],
+                false,
+            ),
+            (
+                "GET",
+                &[("accept", "*/*"), ("sec-fetch-mode", "cors")],
+                false,
+            ),
+            ("POST", &[("accept", "text/html")], false),
+        ];
+        for (method, headers, expected) in cases {
+            assert_eq!(
+                request(method, headers).is_browser_navigation(),
+                *expected,
+                "{method} {headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let view = request(
+            "GET",
+            &[("cookie", "a=1; session=x; session_login=y; session=z")],
+        );
+        assert_eq!(view.cookies("session").collect::<Vec<_>>(), ["x", "z"]);
+        assert_eq!(view.cookies("missing").count(), 0);
+    }
+
+    #[test]
+    fn local_targets_cannot_leave_the_origin() {
+        let mut view = request("GET", &[]);
+        view.path = "//evil.example/x".into();
+        view.query = "a=1".into();
+        assert_eq!(view.local_target(true), "/evil.example/x?a=1");
+        view.path = "/\\evil.example".into();
+        assert_eq!(view.local_target(false), "/evil.example");
+        view.path = "/anything".into();
+        assert_eq!(view.local_target(true), "/anything?a=1");
+    }
+}

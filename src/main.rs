@@ -1,0 +1,138 @@
+//! The `oidc-authz` binary: read the config (exit 64 listing every problem, before binding any
+//! port), bind, serve until SIGINT/SIGTERM. `--check-config` stops after validation.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use oidc_authz::config;
+use oidc_authz::server::{self, App};
+use oidc_authz::telemetry;
+
+/// EX_USAGE / EX_CONFIG style exit codes.
+const EXIT_BAD_CONFIG: u8 = 64;
+const EXIT_FAILURE: u8 = 1;
+
+const USAGE: &str = "usage: oidc-authz [--config FILE] [--check-config]
+
+  --config FILE    YAML configuration; every key can be overridden by OIDC_AUTHZ_<KEY>
+                   (nested keys with __, e.g. OIDC_AUTHZ_REDIS__URL)
+  --check-config   validate the configuration and exit (0 when valid)
+  --version        print the version";
+
+struct Args {
+    config: Option<PathBuf>,
+    check_only: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        config: None,
+        check_only: false,
+    };
+    let mut words = std::env::args().skip(1);
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--config" | "-c" => {
+                args.config = Some(words.next().ok_or("--config needs a file")?.into());
+            }
+            "--check-config" => args.check_only = true,
+            "--version" | "-V" => {
+                println!("oidc-authz {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(args)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("oidc-authz: {error}\n{USAGE}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let (config, warnings) = match config::load(args.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("oidc-authz: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    for warning in &warnings {
+        eprintln!("oidc-authz: warning: {warning}");
+    }
+    if args.check_only {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init(config.log_format, &config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("oidc-authz: cannot start the runtime: {error}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    runtime.block_on(async {
+        let grpc = tokio::net::TcpListener::bind(config.listen).await;
+        let admin = tokio::net::TcpListener::bind(config.admin_listen).await;
+        let (grpc, admin) = match (grpc, admin) {
+            (Ok(grpc), Ok(admin)) => (grpc, admin),
+            (Err(error), _) => {
+                eprintln!("oidc-authz: cannot listen on {}: {error}", config.listen);
+                return ExitCode::from(EXIT_FAILURE);
+            }
+            (_, Err(error)) => {
+                eprintln!("oidc-authz: cannot listen on {}: {error}", config.admin_listen);
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        };
+        tracing::info!(grpc = %config.listen, admin = %config.admin_listen, issuer = %config.issuer, "oidc-authz listening");
+        let app = match App::build(config) {
+            Ok(app) => app,
+            Err(error) => {
+                eprintln!("oidc-authz: {error}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+        };
+        match server::run(grpc, admin, app, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("oidc-authz: {error}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    })
+}

@@ -1,0 +1,314 @@
+//! Sessions and pending logins: what is stored, under which key, sealed how. It knows nothing of
+//! OIDC or Envoy. Records are protobuf (`proto/oidc_authz/v1/records.proto`) sealed with AES-GCM
+//! (`crypto::seal`) under a store key that is a hash of the session id or state, never the value
+//! itself: a dump of the store can be neither read nor replayed as a cookie.
+
+pub mod memory;
+pub mod redis;
+pub mod store;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+
+use crate::crypto::random::random_bytes;
+use crate::crypto::{KeyRing, labelled_hash, seal};
+use crate::error::Error;
+pub use store::{SessionStore, StoreError};
+
+mod records {
+    include!(concat!(env!("OUT_DIR"), "/oidc_authz.v1.rs"));
+}
+pub use records::{PendingLoginRecord, SessionRecord};
+
+impl fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("subject", &self.subject)
+            .field("idp_session_id", &self.idp_session_id)
+            .field("access_token", &"[redacted]")
+            .field("id_token", &"[redacted]")
+            .field("has_refresh_token", &!self.refresh_token.is_empty())
+            .field("access_token_expires_at", &self.access_token_expires_at)
+            .field("created_at", &self.created_at)
+            .field("last_active_at", &self.last_active_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for PendingLoginRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingLoginRecord")
+            .field("nonce", &"[redacted]")
+            .field("pkce_verifier", &"[redacted]")
+            .field("original_url", &self.original_url)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// 128 random bits naming a session; it travels only inside the signed session cookie.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SessionId(pub [u8; 16]);
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId([redacted])")
+    }
+}
+
+impl SessionId {
+    pub fn random() -> Result<Self, Error> {
+        Ok(SessionId(random_bytes::<16>()?))
+    }
+}
+
+/// A session read from the store.
+#[derive(Debug)]
+pub struct LoadedSession {
+    pub record: SessionRecord,
+    /// Sealed under an old key: write it back so it moves to the current key.
+    pub sealed_by_old_key: bool,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The session layer over a byte store. Cheap to clone.
+#[derive(Clone)]
+pub struct Sessions {
+    store: Arc<dyn SessionStore>,
+    keys: Arc<KeyRing>,
+}
+
+impl Sessions {
+    pub fn new(store: Arc<dyn SessionStore>, keys: Arc<KeyRing>) -> Self {
+        Sessions { store, keys }
+    }
+
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    fn session_key(id: &SessionId) -> String {
+        format!("session:{}", hex(&labelled_hash("session id", &id.0)))
+    }
+
+    fn pending_key(state: &str) -> String {
+        format!("login:{}", hex(&labelled_hash("state", state.as_bytes())))
+    }
+
+    fn sealed<M: Message>(&self, key: &str, record: &M) -> Result<Vec<u8>, Error> {
+        Ok(seal::seal(
+            &self.keys,
+            key.as_bytes(),
+            &record.encode_to_vec(),
+        )?)
+    }
+
+    fn opened<M: Message + Default>(&self, key: &str, bytes: &[u8]) -> Option<(M, bool)> {
+        let opened = seal::open(&self.keys, key.as_bytes(), bytes)?;
+        let record = M::decode(opened.plaintext.as_slice()).ok()?;
+        Some((record, opened.sealed_by_old_key))
+    }
+
+    pub async fn save(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let key = Self::session_key(id);
+        let sealed = self.sealed(&key, record)?;
+        self.store.put(&key, sealed, ttl).await?;
+        Ok(())
+    }
+
+    /// `None` when there is no such session, or it cannot be opened with any of our keys (a removed
+    /// key): either way the user logs in again.
+    pub async fn load(&self, id: &SessionId) -> Result<Option<LoadedSession>, Error> {
+        let key = Self::session_key(id);
+        let Some(bytes) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .opened::<SessionRecord>(&key, &bytes)
+            .map(|(record, sealed_by_old_key)| LoadedSession {
+                record,
+                sealed_by_old_key,
+            }))
+    }
+
+    pub async fn delete(&self, id: &SessionId) -> Result<(), Error> {
+        self.store.delete(&Self::session_key(id)).await?;
+        Ok(())
+    }
+
+    fn index_key(kind: &str, value: &str) -> String {
+        format!("by-{kind}:{}", hex(&labelled_hash(kind, value.as_bytes())))
+    }
+
+    /// Saves a new session and indexes it by the IdP's `sid` and by `sub`, so a back-channel
+    /// logout can find it.
+    pub async fn create(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        self.save(id, record, ttl).await?;
+        let key = Self::session_key(id);
+        if !record.idp_session_id.is_empty() {
+            let index = Self::index_key("sid", &record.idp_session_id);
+            self.store.add_to_set(&index, &key, ttl).await?;
+        }
+        let index = Self::index_key("sub", &record.subject);
+        self.store.add_to_set(&index, &key, ttl).await?;
+        Ok(())
+    }
+
+    async fn delete_indexed(&self, index: &str) -> Result<usize, Error> {
+        let keys = self.store.take_set(index).await?;
+        for key in &keys {
+            self.store.delete(key).await?;
+        }
+        Ok(keys.len())
+    }
+
+    /// Deletes every session of this IdP session; returns how many index entries there were.
+    pub async fn delete_by_idp_session(&self, idp_session_id: &str) -> Result<usize, Error> {
+        self.delete_indexed(&Self::index_key("sid", idp_session_id))
+            .await
+    }
+
+    pub async fn delete_by_subject(&self, subject: &str) -> Result<usize, Error> {
+        self.delete_indexed(&Self::index_key("sub", subject)).await
+    }
+
+    /// Records a logout token's `jti`; `false` when it was seen before (a replay).
+    pub async fn remember_logout_token(&self, jti: &str, ttl: Duration) -> Result<bool, Error> {
+        let key = format!("jti:{}", hex(&labelled_hash("jti", jti.as_bytes())));
+        Ok(self.store.put_if_absent(&key, vec![1], ttl).await?)
+    }
+
+    fn refresh_lock_key(id: &SessionId) -> String {
+        format!("refresh-lock:{}", hex(&labelled_hash("session id", &id.0)))
+    }
+
+    /// Takes the session's refresh lock; `false` when another refresher holds it.
+    pub async fn try_lock_refresh(
+        &self,
+        id: &SessionId,
+        holder: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .store
+            .put_if_absent(&Self::refresh_lock_key(id), holder, ttl)
+            .await?)
+    }
+
+    pub async fn unlock_refresh(&self, id: &SessionId) -> Result<(), Error> {
+        self.store.delete(&Self::refresh_lock_key(id)).await?;
+        Ok(())
+    }
+
+    pub async fn put_pending(
+        &self,
+        state: &str,
+        record: &PendingLoginRecord,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let key = Self::pending_key(state);
+        let sealed = self.sealed(&key, record)?;
+        self.store.put(&key, sealed, ttl).await?;
+        Ok(())
+    }
+
+    /// Takes the pending login for `state` exactly once: a replayed callback finds nothing.
+    pub async fn take_pending(&self, state: &str) -> Result<Option<PendingLoginRecord>, Error> {
+        let key = Self::pending_key(state);
+        let Some(bytes) = self.store.take(&key).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .opened::<PendingLoginRecord>(&key, &bytes)
+            .map(|(record, _)| record))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::test_keyring;
+    use crate::session::memory::MemoryStore;
+
+    const KEY_A: &str = "a-first-secret-that-is-long-enough!!";
+    const KEY_B: &str = "b-second-secret-that-is-long-enough!";
+
+    fn sessions(store: Arc<dyn SessionStore>, keys: &[&str]) -> Sessions {
+        Sessions::new(store, Arc::new(test_keyring(keys)))
+    }
+
+    fn record() -> SessionRecord {
+        SessionRecord {
+            subject: "alice".into(),
+            access_token: "secret-access-token".into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_store_sees_neither_the_id_nor_the_tokens() {
+        let store = Arc::new(MemoryStore::new());
+        let sessions = sessions(store.clone(), &[KEY_A]);
+        let id = SessionId([9; 16]);
+        sessions
+            .save(&id, &record(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let key = Sessions::session_key(&id);
+        assert!(!key.contains(&hex(&id.0)));
+        let raw = store.get(&key).await.unwrap().unwrap();
+        assert!(!raw.windows(6).any(|w| w == b"secret"));
+        let loaded = sessions.load(&id).await.unwrap().unwrap();
+        assert_eq!(loaded.record, record());
+        assert!(!format!("{loaded:?}").contains("secret-access-token"));
+    }
+
+    #[tokio::test]
+    async fn pending_logins_are_single_use() {
+        let sessions = sessions(Arc::new(MemoryStore::new()), &[KEY_A]);
+        let pending = PendingLoginRecord {
+            nonce: "n".into(),
+            ..Default::default()
+        };
+        sessions
+            .put_pending("state-1", &pending, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            sessions.take_pending("state-1").await.unwrap(),
+            Some(pending)
+        );
+        assert_eq!(sessions.take_pending("state-1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn rotated_keys_open_old_sessions_and_removed_keys_do_not() {
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let id = SessionId([1; 16]);
+        sessions(store.clone(), &[KEY_A])
+            .save(&id, &record(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let rotated = sessions(store.clone(), &[KEY_B, KEY_A]);
+        assert!(rotated.load(&id).await.unwrap().unwrap().sealed_by_old_key);
+        let removed = sessions(store, &[KEY_B]);
+        assert!(removed.load(&id).await.unwrap().is_none());
+    }
+}

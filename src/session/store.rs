@@ -1,0 +1,46 @@
+//! The narrow byte store under the session layer: opaque values with a time to live. It knows
+//! nothing of sessions, OIDC or Envoy, and never sees plaintext: values are sealed above it, keys
+//! are hashes. Every store implementation passes the same conformance suite
+//! (`tests/store_conformance.rs`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// The store could not answer. The caller cannot decide and must fail closed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores `value` under `key` for `ttl`, replacing what was there.
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Stores `value` under `key` for `ttl` only if `key` is absent; says whether it did.
+    /// Used for locks and for remembering single-use identifiers.
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Returns and removes the value in one atomic step: of two concurrent takes, one wins.
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Adds `member` to the set at `key` and extends the set's life to at least `ttl`.
+    async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Returns and removes every member of the set at `key`.
+    async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Whether the store answers; for the readiness probe.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
