@@ -411,14 +411,13 @@ fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         if storage_kind && url.is_none() {
             redis_reader.error("url", "required when session_storage is redis");
         }
-        if let Some(url) = &url {
-            if !(url.starts_with("redis://")
+        if let Some(url) = &url
+            && !(url.starts_with("redis://")
                 || url.starts_with("rediss://")
                 || url.starts_with("redis+unix://")
                 || url.starts_with("unix://"))
-            {
-                redis_reader.error("url", "must start with redis://, rediss:// or unix://");
-            }
+        {
+            redis_reader.error("url", "must start with redis://, rediss:// or unix://");
         }
         redis_reader.finish();
         match (storage_kind, url) {
@@ -523,13 +522,14 @@ fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     let logout_redirect_uri = reader
         .string("logout_redirect_uri")
         .filter(|s| !s.is_empty());
-    if let Some(uri) = &logout_redirect_uri {
-        if !uri.starts_with('/') && Url::parse(uri).is_err() {
-            reader.error(
-                "logout_redirect_uri",
-                format!("`{uri}` must be a path or an absolute URL"),
-            );
-        }
+    if let Some(uri) = &logout_redirect_uri
+        && !uri.starts_with('/')
+        && Url::parse(uri).is_err()
+    {
+        reader.error(
+            "logout_redirect_uri",
+            format!("`{uri}` must be a path or an absolute URL"),
+        );
     }
     let backchannel_logout_path = path_key(&mut reader, "backchannel_logout_path", None);
     let mut special_paths = HashSet::new();
@@ -541,10 +541,10 @@ fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
             backchannel_logout_path.as_deref(),
         ),
     ] {
-        if let Some(path) = path {
-            if !special_paths.insert(path.to_owned()) {
-                reader.error(key, format!("`{path}` is already used by another endpoint"));
-            }
+        if let Some(path) = path
+            && !special_paths.insert(path.to_owned())
+        {
+            reader.error(key, format!("`{path}` is already used by another endpoint"));
         }
     }
 

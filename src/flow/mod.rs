@@ -94,6 +94,3 @@ pub(crate) fn html_escape(text: &str) -> String {
     }
     escaped
 }
-
-#[cfg(test)]
-mod tests;

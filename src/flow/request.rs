@@ -94,7 +94,8 @@ mod tests {
 
     #[test]
     fn browser_navigation_is_told_apart_from_scripts() {
-        let cases: &[(&str, &[(&str, &str)], bool)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+        let cases: &[Case] = &[
             (
                 "GET",
                 &[("accept", "text/html,application/xhtml+xml;q=0.9")],

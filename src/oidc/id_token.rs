@@ -237,7 +237,12 @@ mod tests {
         })
     }
 
-    fn sign(claims: &serde_json::Value, key: &EncodingKey, alg: Algorithm, kid: Option<&str>) -> String {
+    fn sign(
+        claims: &serde_json::Value,
+        key: &EncodingKey,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> String {
         let mut header = Header::new(alg);
         header.kid = kid.map(str::to_owned);
         jsonwebtoken::encode(&header, claims, key).unwrap()
@@ -255,7 +260,11 @@ mod tests {
         }
     }
 
-    fn check(token: &str, keys: &[Jwk], expect: &Expectations) -> Result<IdTokenClaims, IdTokenError> {
+    fn check(
+        token: &str,
+        keys: &[Jwk],
+        expect: &Expectations,
+    ) -> Result<IdTokenClaims, IdTokenError> {
         verify(token, keys, expect)
     }
 
@@ -293,22 +302,64 @@ mod tests {
             sign(&claims, &key, Algorithm::RS256, Some("k1"))
         };
         let cases: Vec<(&str, String, IdTokenError)> = vec![
-            ("issuer", with(json!({"iss": "https://evil.example"})), IdTokenError::WrongIssuer),
-            ("audience", with(json!({"aud": "someone-else"})), IdTokenError::WrongAudience),
-            ("azp missing with several audiences", with(json!({"aud": ["envoy", "api"]})), IdTokenError::WrongAuthorizedParty),
-            ("azp not us", with(json!({"azp": "other"})), IdTokenError::WrongAuthorizedParty),
-            ("expired beyond leeway", with(json!({"exp": NOW - 31})), IdTokenError::Expired),
-            ("issued in the future", with(json!({"iat": NOW + 31})), IdTokenError::IssuedInFuture),
-            ("wrong nonce", with(json!({"nonce": "n-2"})), IdTokenError::NonceMismatch),
-            ("no nonce", with(json!({"nonce": null})), IdTokenError::NonceMismatch),
+            (
+                "issuer",
+                with(json!({"iss": "https://evil.example"})),
+                IdTokenError::WrongIssuer,
+            ),
+            (
+                "audience",
+                with(json!({"aud": "someone-else"})),
+                IdTokenError::WrongAudience,
+            ),
+            (
+                "azp missing with several audiences",
+                with(json!({"aud": ["envoy", "api"]})),
+                IdTokenError::WrongAuthorizedParty,
+            ),
+            (
+                "azp not us",
+                with(json!({"azp": "other"})),
+                IdTokenError::WrongAuthorizedParty,
+            ),
+            (
+                "expired beyond leeway",
+                with(json!({"exp": NOW - 31})),
+                IdTokenError::Expired,
+            ),
+            (
+                "issued in the future",
+                with(json!({"iat": NOW + 31})),
+                IdTokenError::IssuedInFuture,
+            ),
+            (
+                "wrong nonce",
+                with(json!({"nonce": "n-2"})),
+                IdTokenError::NonceMismatch,
+            ),
+            (
+                "no nonce",
+                with(json!({"nonce": null})),
+                IdTokenError::NonceMismatch,
+            ),
         ];
         for (name, token, expected) in cases {
             assert_eq!(check(&token, &keys, &expect()), Err(expected), "{name}");
         }
         // Within leeway is fine; several audiences with azp = us is fine.
         assert!(check(&with(json!({"exp": NOW - 29})), &keys, &expect()).is_ok());
-        assert!(check(&with(json!({"aud": ["envoy", "api"], "azp": "envoy"})), &keys, &expect()).is_ok());
-        assert!(matches!(check(&with(json!({"sub": null})), &keys, &expect()), Err(IdTokenError::Malformed(_))));
+        assert!(
+            check(
+                &with(json!({"aud": ["envoy", "api"], "azp": "envoy"})),
+                &keys,
+                &expect()
+            )
+            .is_ok()
+        );
+        assert!(matches!(
+            check(&with(json!({"sub": null})), &keys, &expect()),
+            Err(IdTokenError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -318,23 +369,53 @@ mod tests {
         let keys = [jwk(&key, Algorithm::RS256, "k1")];
         // Signed by a key the IdP does not have, under the IdP's kid.
         let forged = sign(&claims(), &other, Algorithm::RS256, Some("k1"));
-        assert_eq!(check(&forged, &keys, &expect()), Err(IdTokenError::BadSignature));
+        assert_eq!(
+            check(&forged, &keys, &expect()),
+            Err(IdTokenError::BadSignature)
+        );
         // A kid we do not know: the caller refetches.
         let unknown = sign(&claims(), &key, Algorithm::RS256, Some("k2"));
-        assert_eq!(check(&unknown, &JwksCache::candidates(&keys, Some("k2")), &expect()), Err(IdTokenError::UnknownKey));
+        assert_eq!(
+            check(
+                &unknown,
+                &JwksCache::candidates(&keys, Some("k2")),
+                &expect()
+            ),
+            Err(IdTokenError::UnknownKey)
+        );
         // HS256 signed with the client secret: refused unless allowed.
-        let hmac = sign(&claims(), &EncodingKey::from_secret(b"client-secret"), Algorithm::HS256, None);
-        assert_eq!(check(&hmac, &keys, &expect()), Err(IdTokenError::AlgorithmNotAllowed(Algorithm::HS256)));
-        let allow_hs = Expectations { allowed_algorithms: &[Algorithm::HS256], ..expect() };
+        let hmac = sign(
+            &claims(),
+            &EncodingKey::from_secret(b"client-secret"),
+            Algorithm::HS256,
+            None,
+        );
+        assert_eq!(
+            check(&hmac, &keys, &expect()),
+            Err(IdTokenError::AlgorithmNotAllowed(Algorithm::HS256))
+        );
+        let allow_hs = Expectations {
+            allowed_algorithms: &[Algorithm::HS256],
+            ..expect()
+        };
         assert!(check(&hmac, &keys, &allow_hs).is_ok());
         // `alg: none` never parses as an allowed algorithm.
-        let header = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, br#"{"alg":"none"}"#);
-        let body = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims().to_string());
+        let header = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            br#"{"alg":"none"}"#,
+        );
+        let body = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            claims().to_string(),
+        );
         assert!(check(&format!("{header}.{body}."), &keys, &expect()).is_err());
         // A key that declares RS256 is not used for ES256 (algorithm confusion).
         let ec = EncodingKey::from_ec_pem(EC_PEM).unwrap();
         let ec_token = sign(&claims(), &ec, Algorithm::ES256, Some("k1"));
-        assert_eq!(check(&ec_token, &keys, &expect()), Err(IdTokenError::UnknownKey));
+        assert_eq!(
+            check(&ec_token, &keys, &expect()),
+            Err(IdTokenError::UnknownKey)
+        );
         assert!(check("not-a-jwt", &keys, &expect()).is_err());
     }
 

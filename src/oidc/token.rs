@@ -123,10 +123,10 @@ pub async fn request(
     if status.is_success() {
         return parse_success(&body);
     }
-    if status.is_client_error() {
-        if let Ok(error) = serde_json::from_slice::<RawErrorResponse>(&body) {
-            return Err(TokenError::Rejected { error: error.error });
-        }
+    if status.is_client_error()
+        && let Ok(error) = serde_json::from_slice::<RawErrorResponse>(&body)
+    {
+        return Err(TokenError::Rejected { error: error.error });
     }
     if status.is_server_error() {
         return Err(TokenError::Unreachable(format!("HTTP {status}")));
@@ -153,12 +153,12 @@ pub async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Str
 fn parse_success(body: &[u8]) -> Result<TokenSet, TokenError> {
     let raw: RawTokenResponse = serde_json::from_slice(body)
         .map_err(|error| TokenError::InvalidResponse(format!("not a token response: {error}")))?;
-    if let Some(token_type) = &raw.token_type {
-        if !token_type.eq_ignore_ascii_case("bearer") {
-            return Err(TokenError::InvalidResponse(format!(
-                "token_type `{token_type}` is not Bearer"
-            )));
-        }
+    if let Some(token_type) = &raw.token_type
+        && !token_type.eq_ignore_ascii_case("bearer")
+    {
+        return Err(TokenError::InvalidResponse(format!(
+            "token_type `{token_type}` is not Bearer"
+        )));
     }
     if raw.access_token.is_empty() {
         return Err(TokenError::InvalidResponse("empty access_token".into()));

@@ -1,0 +1,369 @@
+//! The whole login flow through the real gRPC server against an in-process IdP: redirect →
+//! callback (query and form_post) → session cookie → OK with Bearer, and the ways it must refuse.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use oidc_authz::session::memory::MemoryStore;
+use support::idp::AuthorizationResponse;
+use support::{Authz, Browser, FakeIdp, Outcome, Req, SwitchableStore};
+
+fn query(location: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+async fn setup(extra: &str) -> (FakeIdp, Authz, Arc<SwitchableStore>) {
+    let idp = FakeIdp::start().await;
+    let store = SwitchableStore::memory();
+    let authz = Authz::start(&idp, extra, store.clone()).await;
+    (idp, authz, store)
+}
+
+async fn logged_in(idp: &FakeIdp, authz: &Authz) -> Browser {
+    let mut browser = authz.browser();
+    let done = browser.login(idp, "/anything?hello=world").await;
+    assert_eq!(done.status(), 302, "{done:?}");
+    browser
+}
+
+#[tokio::test]
+async fn query_mode_login_returns_to_the_original_url_with_a_bearer_token() {
+    let (idp, authz, _) = setup("response_mode: query").await;
+    let mut browser = authz.browser();
+
+    let start = browser
+        .send(Req::navigate("/anything?hello=world&x=%2F1"))
+        .await;
+    assert_eq!(start.status(), 302);
+    let location = start.location();
+    assert!(
+        location.starts_with(&format!("{}/authorize?", idp.issuer)),
+        "{location}"
+    );
+    let params = query(location);
+    assert_eq!(params["response_type"], "code");
+    assert_eq!(params["scope"], "openid profile email");
+    assert_eq!(params["redirect_uri"], "http://app.test/callback");
+    assert_eq!(params["code_challenge_method"], "S256");
+    assert_eq!(params["state"].len(), 43);
+    assert_ne!(params["state"], params["nonce"]);
+    assert!(!params.contains_key("response_mode"));
+    assert!(
+        browser.cookies.contains_key("session_login"),
+        "{:?}",
+        browser.cookies
+    );
+
+    let authorization = idp.authorize(location);
+    let done = browser.callback(&authorization).await;
+    assert_eq!(done.status(), 302);
+    assert_eq!(done.location(), "/anything?hello=world&x=%2F1");
+    assert!(browser.cookies.contains_key("session"));
+    assert!(
+        !browser.cookies.contains_key("session_login"),
+        "login cookie cleared"
+    );
+
+    let page = browser.send(Req::navigate("/anything?hello=world")).await;
+    let bearer = page
+        .upstream("authorization")
+        .expect("Authorization injected");
+    assert!(bearer.starts_with("Bearer at-"), "{bearer}");
+    // Overwrite, never append: both the legacy flag and the new action.
+    let Outcome::Allowed { set, .. } = &page else {
+        unreachable!()
+    };
+    #[allow(deprecated)]
+    let append = set[0].append;
+    assert_eq!(append.map(|b| b.value), Some(false));
+    assert_eq!(
+        set[0].append_action,
+        HeaderAppendAction::OverwriteIfExistsOrAdd as i32
+    );
+    // No token ever reached a URL the browser saw.
+    for url in [location, done.location()] {
+        assert!(!url.contains("at-") && !url.contains("eyJ"), "{url}");
+    }
+    assert_eq!(idp.code_exchanges(), 1);
+    // The session path does not touch the IdP.
+    for _ in 0..5 {
+        assert_eq!(browser.send(Req::navigate("/other")).await.status(), 200);
+    }
+    assert_eq!(idp.code_exchanges(), 1);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn form_post_login_answers_303_and_uses_a_same_site_none_login_cookie() {
+    let (idp, authz, _) = setup("response_mode: form_post\nsession_cookie_secure: always").await;
+    let mut browser = authz.browser();
+    let start = browser.send(Req::navigate("/anything?hello=world")).await;
+    let set_cookie = start.header("set-cookie").unwrap();
+    assert!(
+        set_cookie.starts_with("__Host-session_login="),
+        "{set_cookie}"
+    );
+    assert!(
+        set_cookie.contains("SameSite=None") && set_cookie.contains("Secure"),
+        "{set_cookie}"
+    );
+    assert_eq!(query(start.location())["response_mode"], "form_post");
+
+    let authorization = idp.authorize(start.location());
+    assert!(authorization.form_post);
+    let done = browser.callback(&authorization).await;
+    assert_eq!(done.status(), 303, "{done:?}");
+    assert_eq!(done.location(), "/anything?hello=world");
+    let session_cookie = done.header("set-cookie").unwrap();
+    assert!(
+        session_cookie.starts_with("__Host-session=v1."),
+        "{session_cookie}"
+    );
+    assert!(session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Lax"));
+    let page = browser.send(Req::navigate("/anything?hello=world")).await;
+    assert!(
+        page.upstream("authorization")
+            .unwrap()
+            .starts_with("Bearer ")
+    );
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn client_secret_post_and_pkce_never_are_honoured() {
+    let idp = FakeIdp::start().await;
+    idp.state.expect_post_auth.store(true, Ordering::SeqCst);
+    let authz = Authz::start(
+        &idp,
+        "client_auth: client_secret_post\npkce: never",
+        SwitchableStore::memory(),
+    )
+    .await;
+    let mut browser = authz.browser();
+    let start = browser.send(Req::navigate("/")).await;
+    assert!(!query(start.location()).contains_key("code_challenge"));
+    let done = browser.callback(&idp.authorize(start.location())).await;
+    assert_eq!(done.status(), 302, "{done:?}");
+    assert_eq!(browser.send(Req::navigate("/")).await.status(), 200);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn preserve_query_args_false_drops_the_query() {
+    let (idp, authz, _) = setup("preserve_query_args: false").await;
+    let mut browser = authz.browser();
+    let done = browser.login(&idp, "/anything?hello=world").await;
+    assert_eq!(done.location(), "/anything");
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn scripts_and_api_clients_get_401_not_a_redirect() {
+    let (_idp, authz, _) = setup("").await;
+    let mut browser = authz.browser();
+    let xhr = browser
+        .send(Req::navigate("/api").with_header("x-requested-with", "XMLHttpRequest"))
+        .await;
+    assert_eq!(xhr.status(), 401);
+    assert_eq!(
+        xhr.header("www-authenticate"),
+        Some("Bearer realm=\"oidc-authz\"")
+    );
+    let json = Req {
+        method: "GET",
+        path: "/api",
+        headers: vec![("accept", "application/json")],
+        body: "",
+    };
+    assert_eq!(browser.send(json).await.status(), 401);
+    let post = Req {
+        method: "POST",
+        path: "/api",
+        headers: vec![],
+        body: "x=1",
+    };
+    assert_eq!(browser.send(post).await.status(), 401);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_tampered_cookie_starts_a_new_login() {
+    let (idp, authz, _) = setup("").await;
+    let mut browser = logged_in(&idp, &authz).await;
+    let cookie = browser.cookies.get_mut("session").unwrap();
+    let last = cookie.pop().unwrap();
+    cookie.push(if last == 'A' { 'B' } else { 'A' });
+    let outcome = browser.send(Req::navigate("/anything")).await;
+    assert_eq!(outcome.status(), 302);
+    assert!(outcome.location().starts_with(&idp.issuer));
+    assert!(
+        !browser.cookies.contains_key("session"),
+        "bad cookie cleared"
+    );
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_replayed_callback_is_refused_and_creates_no_session() {
+    let (idp, authz, _) = setup("").await;
+    let mut browser = authz.browser();
+    let start = browser.send(Req::navigate("/")).await;
+    let authorization = idp.authorize(start.location());
+    let login_cookies = browser.cookies.clone();
+    assert_eq!(browser.callback(&authorization).await.status(), 302);
+
+    let mut replay = authz.browser();
+    replay.cookies = login_cookies;
+    let outcome = replay.callback(&authorization).await;
+    assert_eq!(outcome.status(), 400, "{outcome:?}");
+    let Outcome::Denied { body, .. } = &outcome else {
+        unreachable!()
+    };
+    assert!(body.contains("expired or was already used"), "{body}");
+    assert!(!replay.cookies.contains_key("session"));
+    assert_eq!(idp.code_exchanges(), 1);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_callback_from_another_browser_is_refused() {
+    let (idp, authz, _) = setup("").await;
+    let mut victim = authz.browser();
+    let start = victim.send(Req::navigate("/")).await;
+    let authorization = idp.authorize(start.location());
+    let mut attacker = authz.browser();
+    let outcome = attacker.callback(&authorization).await;
+    assert_eq!(outcome.status(), 403, "{outcome:?}");
+    assert!(!attacker.cookies.contains_key("session"));
+    assert_eq!(idp.code_exchanges(), 0, "no code was exchanged");
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn idp_errors_unknown_states_and_incomplete_callbacks_get_pages() {
+    let (_idp, authz, _) = setup("").await;
+    let mut browser = authz.browser();
+    let denied = browser
+        .send(Req::navigate(
+            "/callback?error=access_denied&state=whatever",
+        ))
+        .await;
+    assert_eq!(denied.status(), 403);
+    assert_eq!(
+        browser
+            .send(Req::navigate("/callback?code=c&state=unknown"))
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(browser.send(Req::navigate("/callback")).await.status(), 400);
+    let put = Req {
+        method: "PUT",
+        path: "/callback",
+        headers: vec![],
+        body: "",
+    };
+    assert_eq!(browser.send(put).await.status(), 405);
+    let error_page = browser
+        .send(Req::navigate("/callback?error=%3Cscript%3E&state=s"))
+        .await;
+    let Outcome::Denied { body, status, .. } = error_page else {
+        unreachable!()
+    };
+    assert_eq!(status, 400);
+    assert!(!body.contains("<script>"), "{body}");
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_code_exchange_is_a_502_page_and_no_session() {
+    let (idp, authz, _) = setup("").await;
+    let mut browser = authz.browser();
+    let start = browser.send(Req::navigate("/")).await;
+    let mut authorization = idp.authorize(start.location());
+    authorization.code = "code-the-idp-never-issued".into();
+    let outcome = browser.callback(&authorization).await;
+    assert_eq!(outcome.status(), 502, "{outcome:?}");
+    assert!(!browser.cookies.contains_key("session"));
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_store_fails_closed() {
+    let (idp, authz, store) = setup("").await;
+    let mut browser = logged_in(&idp, &authz).await;
+    store.down.store(true, Ordering::SeqCst);
+    let outcome = browser.send(Req::navigate("/anything")).await;
+    assert!(
+        matches!(&outcome, Outcome::Error(status) if status.code() == tonic::Code::Unavailable),
+        "{outcome:?}"
+    );
+    let mut stranger = authz.browser();
+    assert!(matches!(
+        stranger.send(Req::navigate("/")).await,
+        Outcome::Error(_)
+    ));
+    // Back up: the same session works again; nothing was lost.
+    store.down.store(false, Ordering::SeqCst);
+    assert_eq!(browser.send(Req::navigate("/anything")).await.status(), 200);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn before_discovery_a_check_cannot_be_decided() {
+    let yaml = format!(
+        "issuer: http://127.0.0.1:9\nclient_id: c\nclient_secret: s\nsession_secret: {}\n",
+        support::KEY_A
+    );
+    let authz = Authz::start_with_yaml(&yaml, Arc::new(MemoryStore::new()), false).await;
+    let mut browser = authz.browser();
+    assert!(matches!(
+        browser.send(Req::navigate("/")).await,
+        Outcome::Error(_)
+    ));
+    let ready = reqwest::get(format!("http://{}/readyz", authz.admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let live = reqwest::get(format!("http://{}/healthz", authz.admin))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_tab_finishing_after_the_first_just_goes_where_it_wanted() {
+    let (idp, authz, _) = setup("").await;
+    let mut browser = authz.browser();
+    let tab1 = browser.send(Req::navigate("/one")).await;
+    let tab2 = browser.send(Req::navigate("/two?x=1")).await;
+    let (auth1, auth2): (AuthorizationResponse, AuthorizationResponse) = (
+        idp.authorize(tab1.location()),
+        idp.authorize(tab2.location()),
+    );
+    assert_ne!(auth1.state, auth2.state);
+    assert_eq!(browser.callback(&auth1).await.location(), "/one");
+    // The first callback cleared the login cookie; the session cookie vouches for the browser.
+    let second = browser.callback(&auth2).await;
+    assert_eq!(second.status(), 302, "{second:?}");
+    assert_eq!(second.location(), "/two?x=1");
+    assert_eq!(idp.code_exchanges(), 1);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn open_redirects_through_the_original_url_are_impossible() {
+    let (idp, authz, _) = setup("").await;
+    let mut browser = authz.browser();
+    let done = browser.login(&idp, "//evil.example/path?q=1").await;
+    assert_eq!(done.location(), "/evil.example/path?q=1");
+    authz.stop().await;
+}

@@ -1,0 +1,275 @@
+//! Session lifecycle through the real server with a clock the test moves: refresh (single-flight),
+//! idle and absolute timeouts, RP-initiated and back-channel logout, key rotation.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use oidc_authz::clock::ManualClock;
+use support::idp::now;
+use support::{Authz, Browser, FakeIdp, KEY_A, KEY_B, Outcome, Req, SwitchableStore};
+
+async fn setup(extra: &str) -> (FakeIdp, Authz, ManualClock, Arc<SwitchableStore>) {
+    let idp = FakeIdp::start().await;
+    let clock = ManualClock::new(now());
+    let store = SwitchableStore::memory();
+    let authz = Authz::start_with_clock(&idp, extra, store.clone(), Arc::new(clock.clone())).await;
+    (idp, authz, clock, store)
+}
+
+async fn logged_in(idp: &FakeIdp, authz: &Authz) -> Browser {
+    let mut browser = authz.browser();
+    let done = browser.login(idp, "/anything").await;
+    assert_eq!(done.status(), 302, "{done:?}");
+    browser
+}
+
+fn bearer(outcome: &Outcome) -> String {
+    outcome
+        .upstream("authorization")
+        .unwrap_or_else(|| panic!("expected an allowed request, got {outcome:?}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_once_for_twenty_parallel_requests() {
+    let (idp, authz, clock, _) = setup("").await;
+    idp.state.expires_in.store(60, Ordering::SeqCst);
+    let mut browser = logged_in(&idp, &authz).await;
+    let before = bearer(&browser.send(Req::navigate("/anything")).await);
+    assert_eq!(idp.refreshes(), 0);
+
+    clock.advance(61);
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let mut tab = browser.clone();
+        requests.spawn(async move { bearer(&tab.send(Req::navigate("/anything")).await) });
+    }
+    let tokens: Vec<String> = requests.join_all().await;
+    assert_eq!(idp.refreshes(), 1, "single flight");
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+    assert_ne!(tokens[0], before);
+    // The rotated refresh token was stored: the next expiry refreshes again, successfully.
+    clock.advance(61);
+    let after = bearer(&browser.send(Req::navigate("/anything")).await);
+    assert_ne!(after, tokens[0]);
+    assert_eq!(idp.refreshes(), 2);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_refresh_ends_the_session() {
+    let (idp, authz, clock, _) = setup("").await;
+    idp.state.expires_in.store(60, Ordering::SeqCst);
+    let mut browser = logged_in(&idp, &authz).await;
+    let mut api_client = browser.clone();
+    idp.revoke_refresh_tokens();
+    clock.advance(61);
+    let outcome = browser.send(Req::navigate("/anything")).await;
+    assert_eq!(outcome.status(), 302, "{outcome:?}");
+    assert!(outcome.location().starts_with(&idp.issuer));
+    let xhr = api_client
+        .send(Req::navigate("/api").with_header("x-requested-with", "XMLHttpRequest"))
+        .await;
+    assert_eq!(xhr.status(), 401, "the session is gone for every client");
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_idp_during_refresh_fails_closed_and_keeps_the_session() {
+    let (idp, authz, clock, _) = setup("").await;
+    idp.state.expires_in.store(60, Ordering::SeqCst);
+    let mut browser = logged_in(&idp, &authz).await;
+    clock.advance(61);
+    idp.state.token_endpoint_down.store(true, Ordering::SeqCst);
+    let outcome = browser.send(Req::navigate("/anything")).await;
+    assert!(matches!(outcome, Outcome::Error(_)), "{outcome:?}");
+    idp.state.token_endpoint_down.store(false, Ordering::SeqCst);
+    assert_eq!(browser.send(Req::navigate("/anything")).await.status(), 200);
+    assert_eq!(
+        idp.refreshes(),
+        1,
+        "the outage answered 503 before counting; then one refresh"
+    );
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn idle_and_absolute_timeouts_end_sessions_on_the_server() {
+    let (idp, authz, clock, _) =
+        setup("session_idling_timeout: 600\nsession_absolute_timeout: 2000").await;
+    idp.state.expires_in.store(100_000, Ordering::SeqCst);
+    let mut idle = logged_in(&idp, &authz).await;
+    let mut busy = logged_in(&idp, &authz).await;
+    // Used every 500 s: the idle timer keeps resetting (written back at most once a minute).
+    for _ in 0..3 {
+        clock.advance(500);
+        assert_eq!(busy.send(Req::navigate("/")).await.status(), 200);
+    }
+    // 1500 s without use: idle session over.
+    assert_eq!(idle.send(Req::navigate("/")).await.status(), 302);
+    // Past the absolute timeout, activity does not help.
+    clock.advance(501);
+    assert_eq!(busy.send(Req::navigate("/")).await.status(), 302);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_here_and_sends_the_browser_to_the_idp() {
+    let (idp, authz, _, _) = setup("logout_redirect_uri: /goodbye").await;
+    let mut browser = logged_in(&idp, &authz).await;
+    let stolen = browser.clone();
+    let outcome = browser.send(Req::navigate("/logout")).await;
+    assert_eq!(outcome.status(), 302);
+    let location = url::Url::parse(outcome.location()).unwrap();
+    assert_eq!(
+        location.as_str().split('?').next().unwrap(),
+        format!("{}/session/end", idp.issuer)
+    );
+    let params: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert!(params["id_token_hint"].starts_with("eyJ"));
+    assert_eq!(params["client_id"], "envoy");
+    assert_eq!(
+        params["post_logout_redirect_uri"],
+        "http://app.test/goodbye"
+    );
+    assert!(!browser.cookies.contains_key("session"), "cookie cleared");
+    // The old cookie is worthless now.
+    let mut replay = stolen;
+    assert_eq!(replay.send(Req::navigate("/anything")).await.status(), 302);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn backchannel_logout_kills_sessions_and_refuses_replays() {
+    let (idp, authz, _, _) = setup("backchannel_logout_path: /backchannel-logout").await;
+    let mut first = logged_in(&idp, &authz).await;
+    let mut second = logged_in(&idp, &authz).await;
+    *idp.state.session_id.lock().unwrap() = "idp-session-2".into();
+    let mut other_idp_session = logged_in(&idp, &authz).await;
+
+    let post = |token: String| async move { format!("logout_token={token}") };
+    let mut idp_client = authz.browser();
+    let send = |body: String| Req {
+        method: "POST",
+        path: "/backchannel-logout",
+        headers: vec![("content-type", "application/x-www-form-urlencoded")],
+        body: Box::leak(body.into_boxed_str()),
+    };
+    let token = idp.logout_token(Some("idp-session-1"), None, "jti-1");
+    let outcome = idp_client.send(send(post(token.clone()).await)).await;
+    assert_eq!(outcome.status(), 200, "{outcome:?}");
+    assert_eq!(outcome.header("cache-control"), Some("no-store"));
+    assert_eq!(first.send(Req::navigate("/")).await.status(), 302);
+    assert_eq!(second.send(Req::navigate("/")).await.status(), 302);
+    assert_eq!(
+        other_idp_session.send(Req::navigate("/")).await.status(),
+        200
+    );
+
+    // The same token again: refused.
+    assert_eq!(idp_client.send(send(post(token).await)).await.status(), 400);
+    // Tokens that are not logout tokens, or not for us.
+    let mut wrong_audience = serde_json::json!({
+        "iss": idp.issuer, "aud": "someone-else", "iat": now(), "jti": "jti-2", "sid": "idp-session-2",
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
+    });
+    assert_eq!(
+        idp_client
+            .send(send(post(idp.sign(&wrong_audience)).await))
+            .await
+            .status(),
+        400
+    );
+    wrong_audience["aud"] = "envoy".into();
+    wrong_audience["nonce"] = "n".into();
+    assert_eq!(
+        idp_client
+            .send(send(post(idp.sign(&wrong_audience)).await))
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        idp_client
+            .send(send("logout_token=garbage".into()))
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        other_idp_session.send(Req::navigate("/")).await.status(),
+        200
+    );
+
+    // By subject: every session of the user.
+    let by_subject = idp.logout_token(None, Some("alice"), "jti-3");
+    assert_eq!(
+        idp_client.send(send(post(by_subject).await)).await.status(),
+        200
+    );
+    assert_eq!(
+        other_idp_session.send(Req::navigate("/")).await.status(),
+        302
+    );
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn rotating_keys_keeps_users_logged_in() {
+    let idp = FakeIdp::start().await;
+    let store = SwitchableStore::memory();
+    let clock = ManualClock::new(now());
+    let start = |secrets: &'static str| {
+        let store = store.clone();
+        let clock = clock.clone();
+        let idp = &idp;
+        async move {
+            Authz::start_with_clock(
+                idp,
+                &format!("session_secret: {secrets}"),
+                store,
+                Arc::new(clock),
+            )
+            .await
+        }
+    };
+    let old = start("[\"key-a-0123456789abcdef0123456789abcdef\"]").await;
+    assert!(KEY_A.starts_with("key-a") && KEY_B.starts_with("key-b"));
+    let mut returning = logged_in(&idp, &old).await;
+    let mut away = logged_in(&idp, &old).await;
+    let cookie_before = returning.cookies["session"].clone();
+    old.stop().await;
+
+    // New key first, old key still listed: both users stay in; the one who comes back gets a
+    // cookie (and a record) under the new key.
+    let rotating = start(
+        "[\"key-b-0123456789abcdef0123456789abcdef\", \"key-a-0123456789abcdef0123456789abcdef\"]",
+    )
+    .await;
+    let outcome = returning.send_via(&rotating, Req::navigate("/")).await;
+    assert_eq!(outcome.status(), 200, "{outcome:?}");
+    assert_ne!(
+        returning.cookies["session"], cookie_before,
+        "cookie re-issued under the new key"
+    );
+    rotating.stop().await;
+
+    // Old key removed: the returning user is still in; the one who stayed away logs in again.
+    let rotated = start("[\"key-b-0123456789abcdef0123456789abcdef\"]").await;
+    assert_eq!(
+        returning
+            .send_via(&rotated, Req::navigate("/"))
+            .await
+            .status(),
+        200
+    );
+    let outcome = away.send_via(&rotated, Req::navigate("/")).await;
+    assert_eq!(
+        outcome.status(),
+        302,
+        "a fresh login, never an error: {outcome:?}"
+    );
+    rotated.stop().await;
+}

@@ -1,0 +1,303 @@
+//! A small in-process OpenID Provider for integration tests: discovery, JWKS, and a token endpoint
+//! that really checks client authentication, single-use codes, redirect_uri and PKCE, and issues
+//! RS256-signed ID tokens. The "user" logs in by `FakeIdp::authorize(location)`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+const RSA_PEM: &[u8] = include_bytes!("../fixtures/idp-rsa.pem");
+pub const CLIENT_ID: &str = "envoy";
+pub const CLIENT_SECRET: &str = "envoy-secret";
+pub const SUBJECT: &str = "alice";
+const KID: &str = "test-key-1";
+
+struct IssuedCode {
+    redirect_uri: String,
+    nonce: String,
+    code_challenge: Option<String>,
+}
+
+pub struct IdpState {
+    issuer: String,
+    key: EncodingKey,
+    codes: Mutex<HashMap<String, IssuedCode>>,
+    refresh_tokens: Mutex<HashMap<String, String>>,
+    counter: AtomicU64,
+    /// Seconds the issued access tokens live.
+    pub expires_in: AtomicU64,
+    pub code_exchanges: AtomicUsize,
+    pub refreshes: AtomicUsize,
+    /// Answer every token request with 503.
+    pub token_endpoint_down: AtomicBool,
+    /// Expect client_secret_post instead of client_secret_basic.
+    pub expect_post_auth: AtomicBool,
+    /// The IdP session id put in ID tokens (`sid`).
+    pub session_id: Mutex<String>,
+}
+
+pub struct FakeIdp {
+    pub issuer: String,
+    pub state: Arc<IdpState>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeIdp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// What the IdP sends the browser back with.
+pub struct AuthorizationResponse {
+    pub redirect_uri: String,
+    pub code: String,
+    pub state: String,
+    pub form_post: bool,
+}
+
+fn query_map(url: &url::Url) -> HashMap<String, String> {
+    url.query_pairs().into_owned().collect()
+}
+
+impl FakeIdp {
+    pub async fn start() -> FakeIdp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let issuer = format!("http://{addr}");
+        let state = Arc::new(IdpState {
+            issuer: issuer.clone(),
+            key: EncodingKey::from_rsa_pem(RSA_PEM).unwrap(),
+            codes: Mutex::default(),
+            refresh_tokens: Mutex::default(),
+            counter: AtomicU64::new(0),
+            expires_in: AtomicU64::new(300),
+            code_exchanges: AtomicUsize::new(0),
+            refreshes: AtomicUsize::new(0),
+            token_endpoint_down: AtomicBool::new(false),
+            expect_post_auth: AtomicBool::new(false),
+            session_id: Mutex::new("idp-session-1".into()),
+        });
+        let router = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks))
+            .route("/token", post(token))
+            .with_state(Arc::clone(&state));
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        FakeIdp {
+            issuer,
+            state,
+            server,
+        }
+    }
+
+    /// The user logs in: checks the authorization request and issues a code.
+    pub fn authorize(&self, location: &str) -> AuthorizationResponse {
+        let url = url::Url::parse(location).expect("absolute authorization URL");
+        assert_eq!(url.path(), "/authorize", "{location}");
+        let params = query_map(&url);
+        assert_eq!(params["response_type"], "code");
+        assert_eq!(params["client_id"], CLIENT_ID);
+        assert!(params["scope"].split(' ').any(|s| s == "openid"));
+        if let Some(method) = params.get("code_challenge_method") {
+            assert_eq!(method, "S256");
+        }
+        let code = format!("code-{}", self.state.counter.fetch_add(1, Ordering::SeqCst));
+        self.state.codes.lock().unwrap().insert(
+            code.clone(),
+            IssuedCode {
+                redirect_uri: params["redirect_uri"].clone(),
+                nonce: params["nonce"].clone(),
+                code_challenge: params.get("code_challenge").cloned(),
+            },
+        );
+        AuthorizationResponse {
+            redirect_uri: params["redirect_uri"].clone(),
+            code,
+            state: params["state"].clone(),
+            form_post: params.get("response_mode").map(String::as_str) == Some("form_post"),
+        }
+    }
+
+    /// A signed JWT with our key, for logout tokens and custom ID tokens.
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(KID.into());
+        jsonwebtoken::encode(&header, claims, &self.state.key).unwrap()
+    }
+
+    pub fn logout_token(&self, sid: Option<&str>, sub: Option<&str>, jti: &str) -> String {
+        let now = now();
+        let mut claims = json!({
+            "iss": self.issuer, "aud": CLIENT_ID, "iat": now, "exp": now + 120, "jti": jti,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
+        });
+        if let Some(sid) = sid {
+            claims["sid"] = json!(sid);
+        }
+        if let Some(sub) = sub {
+            claims["sub"] = json!(sub);
+        }
+        self.sign(&claims)
+    }
+
+    pub fn code_exchanges(&self) -> usize {
+        self.state.code_exchanges.load(Ordering::SeqCst)
+    }
+
+    pub fn refreshes(&self) -> usize {
+        self.state.refreshes.load(Ordering::SeqCst)
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn discovery(State(state): State<Arc<IdpState>>) -> Json<serde_json::Value> {
+    let issuer = &state.issuer;
+    Json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "end_session_endpoint": format!("{issuer}/session/end"),
+        "code_challenge_methods_supported": ["S256"],
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }))
+}
+
+async fn jwks(State(state): State<Arc<IdpState>>) -> Json<serde_json::Value> {
+    let mut jwk = Jwk::from_encoding_key(&state.key, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some(KID.into());
+    Json(json!({ "keys": [jwk] }))
+}
+
+fn oauth_error(status: StatusCode, error: &str) -> Response {
+    (status, Json(json!({ "error": error }))).into_response()
+}
+
+fn authenticate(state: &IdpState, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
+    if state.expect_post_auth.load(Ordering::SeqCst) {
+        return headers.get("authorization").is_none()
+            && form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
+            && form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET);
+    }
+    let expected = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+    );
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+        && !form.contains_key("client_secret")
+}
+
+async fn token(
+    State(state): State<Arc<IdpState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if state.token_endpoint_down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if !authenticate(&state, &headers, &form) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let n = state.counter.fetch_add(1, Ordering::SeqCst);
+    let expires_in = state.expires_in.load(Ordering::SeqCst);
+    match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {
+            state.code_exchanges.fetch_add(1, Ordering::SeqCst);
+            let Some(issued) = form
+                .get("code")
+                .and_then(|code| state.codes.lock().unwrap().remove(code))
+            else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+            };
+            if form.get("redirect_uri") != Some(&issued.redirect_uri) {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+            }
+            let verifier = form.get("code_verifier");
+            let pkce_ok = match (&issued.code_challenge, verifier) {
+                (Some(challenge), Some(verifier)) => {
+                    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) == *challenge
+                }
+                (None, None) => true,
+                _ => false,
+            };
+            if !pkce_ok {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+            }
+            let now = now();
+            let sid = state.session_id.lock().unwrap().clone();
+            let id_token = {
+                let mut header = Header::new(Algorithm::RS256);
+                header.kid = Some(KID.into());
+                let claims = json!({
+                    "iss": state.issuer, "sub": SUBJECT, "aud": CLIENT_ID, "exp": now + 300,
+                    "iat": now, "nonce": issued.nonce, "sid": sid,
+                });
+                jsonwebtoken::encode(&header, &claims, &state.key).unwrap()
+            };
+            let refresh_token = format!("rt-{n}");
+            state
+                .refresh_tokens
+                .lock()
+                .unwrap()
+                .insert(refresh_token.clone(), SUBJECT.into());
+            Json(json!({
+                "access_token": format!("at-{n}"), "token_type": "Bearer", "expires_in": expires_in,
+                "id_token": id_token, "refresh_token": refresh_token,
+            }))
+            .into_response()
+        }
+        Some("refresh_token") => {
+            state.refreshes.fetch_add(1, Ordering::SeqCst);
+            // Rotating refresh tokens: each is good once.
+            let known = form
+                .get("refresh_token")
+                .and_then(|token| state.refresh_tokens.lock().unwrap().remove(token));
+            if known.is_none() {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+            }
+            let refresh_token = format!("rt-{n}");
+            state
+                .refresh_tokens
+                .lock()
+                .unwrap()
+                .insert(refresh_token.clone(), SUBJECT.into());
+            Json(json!({
+                "access_token": format!("at-{n}"), "token_type": "Bearer", "expires_in": expires_in,
+                "refresh_token": refresh_token,
+            }))
+            .into_response()
+        }
+        _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+    }
+}
+
+impl FakeIdp {
+    /// Forgets every refresh token: the next refresh gets `invalid_grant`.
+    pub fn revoke_refresh_tokens(&self) {
+        self.state.refresh_tokens.lock().unwrap().clear();
+    }
+}

@@ -1,0 +1,436 @@
+//! Test harness: starts the real oidc-authz server on 127.0.0.1:0 against a `FakeIdp`, and a
+//! `Browser` that speaks gRPC Check with a cookie jar, as Envoy would on its behalf.
+#![allow(dead_code)]
+
+pub mod idp;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use oidc_authz::clock::{Clock, SystemClock};
+use oidc_authz::config::load_from_str;
+use oidc_authz::oidc::provider::{Provider, ProviderSettings};
+use oidc_authz::oidc::token::ClientCredentials;
+use oidc_authz::server::{self, App};
+use oidc_authz::session::memory::MemoryStore;
+use oidc_authz::session::{SessionStore, StoreError};
+use tonic::transport::Channel;
+
+pub use idp::FakeIdp;
+
+pub const KEY_A: &str = "key-a-0123456789abcdef0123456789abcdef";
+pub const KEY_B: &str = "key-b-0123456789abcdef0123456789abcdef";
+
+/// A store that can be switched off, to test failing closed.
+pub struct SwitchableStore {
+    inner: Arc<dyn SessionStore>,
+    pub down: AtomicBool,
+}
+
+impl SwitchableStore {
+    pub fn new(inner: Arc<dyn SessionStore>) -> Arc<Self> {
+        Arc::new(SwitchableStore {
+            inner,
+            down: AtomicBool::new(false),
+        })
+    }
+
+    pub fn memory() -> Arc<Self> {
+        Self::new(Arc::new(MemoryStore::new()))
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("switched off by the test".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for SwitchableStore {
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.put(key, value, ttl).await
+    }
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.put_if_absent(key, value, ttl).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check()?;
+        self.inner.get(key).await
+    }
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check()?;
+        self.inner.take(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.delete(key).await
+    }
+    async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.add_to_set(key, member, ttl).await
+    }
+    async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        self.check()?;
+        self.inner.take_set(key).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.ping().await
+    }
+}
+
+/// A running oidc-authz.
+pub struct Authz {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    client: AuthorizationClient<Channel>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+impl Authz {
+    /// Starts oidc-authz with `extra` YAML on top of a config for `idp`, sessions in `store`.
+    pub async fn start(idp: &FakeIdp, extra: &str, store: Arc<dyn SessionStore>) -> Authz {
+        Self::start_with_clock(idp, extra, store, Arc::new(SystemClock)).await
+    }
+
+    /// Like `start`, with `session_secret` given in `extra` if wanted, and a clock of the test's.
+    pub async fn start_with_clock(
+        idp: &FakeIdp,
+        extra: &str,
+        store: Arc<dyn SessionStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Authz {
+        let secret = if extra.contains("session_secret") {
+            String::new()
+        } else {
+            format!("session_secret: [{KEY_A}]\n")
+        };
+        let yaml = format!(
+            "issuer: {}\nclient_id: {}\nclient_secret: {}\n{secret}{extra}",
+            idp.issuer,
+            idp::CLIENT_ID,
+            idp::CLIENT_SECRET
+        );
+        Self::start_full(&yaml, store, true, clock).await
+    }
+
+    pub async fn start_with_yaml(
+        yaml: &str,
+        store: Arc<dyn SessionStore>,
+        wait_for_discovery: bool,
+    ) -> Authz {
+        Self::start_full(yaml, store, wait_for_discovery, Arc::new(SystemClock)).await
+    }
+
+    async fn start_full(
+        yaml: &str,
+        store: Arc<dyn SessionStore>,
+        wait_for_discovery: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Authz {
+        let (config, _) = load_from_str(yaml, "test.yaml", Vec::new()).expect("valid test config");
+        let provider = Provider::new(
+            ProviderSettings {
+                issuer: config.issuer.clone(),
+                client: ClientCredentials {
+                    client_id: config.client_id.clone(),
+                    client_secret: config.client_secret.clone(),
+                    auth: config.client_auth,
+                },
+                allowed_algorithms: config.id_token_signing_algs.clone(),
+                leeway: config.leeway,
+                http_timeout: Duration::from_secs(2),
+            },
+            Arc::clone(&clock),
+        )
+        .unwrap();
+        if wait_for_discovery {
+            provider
+                .discover()
+                .await
+                .expect("discovery of the fake IdP");
+        }
+        let app = App::assemble(config, store, provider, clock).unwrap();
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, admin_addr) = (grpc.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(grpc, admin, app, async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(20));
+        let client = AuthorizationClient::new(channel.connect_lazy());
+        Authz {
+            addr,
+            admin: admin_addr,
+            client,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("server stops within 10 s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser {
+            client: self.client.clone(),
+            cookies: BTreeMap::new(),
+            origin_host: "app.test".into(),
+        }
+    }
+}
+
+/// What Envoy would do with a Check answer.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Forwarded to the upstream with these header changes.
+    Allowed {
+        set: Vec<HeaderValueOption>,
+        removed: Vec<String>,
+        response_headers: Vec<(String, String)>,
+    },
+    /// Answered by Envoy on our behalf.
+    Denied {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// The Check failed: Envoy answers with status_on_error.
+    Error(tonic::Status),
+}
+
+impl Outcome {
+    pub fn status(&self) -> u16 {
+        match self {
+            Outcome::Allowed { .. } => 200,
+            Outcome::Denied { status, .. } => *status,
+            Outcome::Error(_) => 503,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        match self {
+            Outcome::Denied { headers, .. }
+            | Outcome::Allowed {
+                response_headers: headers,
+                ..
+            } => headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str()),
+            Outcome::Error(_) => None,
+        }
+    }
+
+    pub fn location(&self) -> &str {
+        self.header("location")
+            .unwrap_or_else(|| panic!("expected a redirect, got {self:?}"))
+    }
+
+    /// The value set on the upstream request for `name`.
+    pub fn upstream(&self, name: &str) -> Option<&str> {
+        match self {
+            Outcome::Allowed { set, .. } => set
+                .iter()
+                .filter_map(|o| o.header.as_ref())
+                .find(|h| h.key.eq_ignore_ascii_case(name))
+                .map(|h| h.value.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// A browser (cookie jar) talking to oidc-authz through Check, as Envoy would forward it.
+#[derive(Clone)]
+pub struct Browser {
+    client: AuthorizationClient<Channel>,
+    pub cookies: BTreeMap<String, String>,
+    pub origin_host: String,
+}
+
+pub struct Req<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: Vec<(&'a str, &'a str)>,
+    pub body: &'a str,
+}
+
+impl<'a> Req<'a> {
+    /// A top-level page load.
+    pub fn navigate(path: &'a str) -> Self {
+        Req {
+            method: "GET",
+            path,
+            headers: vec![
+                ("accept", "text/html,application/xhtml+xml"),
+                ("sec-fetch-mode", "navigate"),
+            ],
+            body: "",
+        }
+    }
+
+    pub fn with_header(mut self, name: &'a str, value: &'a str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl Browser {
+    pub fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Sends through another server (a restarted or rotated one), keeping this jar.
+    pub async fn send_via(&mut self, authz: &Authz, request: Req<'_>) -> Outcome {
+        self.client = authz.client.clone();
+        self.send(request).await
+    }
+
+    pub async fn send(&mut self, request: Req<'_>) -> Outcome {
+        let mut headers: std::collections::HashMap<String, String> = request
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        if !self.cookies.is_empty() {
+            headers.insert("cookie".into(), self.cookie_header());
+        }
+        headers.insert(":authority".into(), self.origin_host.clone());
+        let check = CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(Request {
+                    http: Some(HttpRequest {
+                        method: request.method.into(),
+                        path: request.path.into(),
+                        host: self.origin_host.clone(),
+                        scheme: "http".into(),
+                        headers,
+                        body: request.body.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        };
+        let response = match self.client.check(check).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => return Outcome::Error(status),
+        };
+        let pairs = |options: &[HeaderValueOption]| -> Vec<(String, String)> {
+            options
+                .iter()
+                .filter_map(|o| o.header.as_ref())
+                .map(|h| (h.key.clone(), h.value.clone()))
+                .collect()
+        };
+        let outcome = match response.http_response {
+            Some(HttpResponse::OkResponse(ok)) => Outcome::Allowed {
+                response_headers: pairs(&ok.response_headers_to_add),
+                set: ok.headers,
+                removed: ok.headers_to_remove,
+            },
+            Some(HttpResponse::DeniedResponse(denied)) => Outcome::Denied {
+                status: denied.status.map(|s| s.code as u16).unwrap_or(403),
+                headers: pairs(&denied.headers),
+                body: denied.body,
+            },
+            other => panic!("unexpected Check answer {other:?}"),
+        };
+        let set_cookies: Vec<String> = match &outcome {
+            Outcome::Denied { headers, .. }
+            | Outcome::Allowed {
+                response_headers: headers,
+                ..
+            } => headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+                .map(|(_, v)| v.clone())
+                .collect(),
+            Outcome::Error(_) => Vec::new(),
+        };
+        for cookie in set_cookies {
+            self.store_cookie(&cookie);
+        }
+        outcome
+    }
+
+    fn store_cookie(&mut self, set_cookie: &str) {
+        let mut parts = set_cookie.split(';');
+        let (name, value) = parts.next().unwrap().split_once('=').unwrap();
+        let expired = parts.any(|attribute| attribute.trim() == "Max-Age=0");
+        if expired || value.is_empty() {
+            self.cookies.remove(name.trim());
+        } else {
+            self.cookies
+                .insert(name.trim().to_owned(), value.to_owned());
+        }
+    }
+
+    /// Logs in from `path`: redirect → IdP → callback. Returns the callback's answer.
+    pub async fn login(&mut self, idp: &FakeIdp, path: &str) -> Outcome {
+        let start = self.send(Req::navigate(path)).await;
+        assert_eq!(start.status(), 302, "{start:?}");
+        let authorization = idp.authorize(start.location());
+        self.callback(&authorization).await
+    }
+
+    /// Sends the IdP's authorization response to the callback, as the browser would.
+    pub async fn callback(&mut self, response: &idp::AuthorizationResponse) -> Outcome {
+        let callback = url::Url::parse(&response.redirect_uri).unwrap();
+        let params = form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", &response.code)
+            .append_pair("state", &response.state)
+            .finish();
+        if response.form_post {
+            let request = Req {
+                method: "POST",
+                path: callback.path(),
+                headers: vec![("content-type", "application/x-www-form-urlencoded")],
+                body: &params,
+            };
+            self.send(request).await
+        } else {
+            let path = format!("{}?{params}", callback.path());
+            self.send(Req::navigate(&path)).await
+        }
+    }
+}
