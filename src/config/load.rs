@@ -650,6 +650,7 @@ login_tokens: [id_token]
 upstream_access_token_header: 'bad header:'
 logout_path: /callback
 colour: blue
+sesion_secret: x
 ",
         );
         let expected = [
@@ -667,6 +668,7 @@ colour: blue
             "upstream_access_token_header: `bad header:`",
             "logout_path: `/callback` is already used by another endpoint",
             "colour: unknown key",
+            "sesion_secret: unknown key (did you mean `session_secret`?)",
         ];
         for needle in expected {
             assert!(

@@ -161,8 +161,30 @@ impl<'a> Reader<'a> {
             let name = scalar_text(key).unwrap_or_else(|| format!("{key:?}"));
             if !self.read.contains(&name) {
                 let path = key_path(&self.path, &name);
-                self.errors.push(format!("{path}: unknown key"));
+                let hint = self
+                    .read
+                    .iter()
+                    .filter(|known| edit_distance(known, &name) <= 2)
+                    .min_by_key(|known| edit_distance(known, &name))
+                    .map(|known| format!(" (did you mean `{known}`?)"))
+                    .unwrap_or_default();
+                self.errors.push(format!("{path}: unknown key{hint}"));
             }
         }
     }
+}
+
+/// Levenshtein distance, for "did you mean" hints on misspelt keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
