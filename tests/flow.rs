@@ -367,3 +367,40 @@ async fn open_redirects_through_the_original_url_are_impossible() {
     assert_eq!(done.location(), "/evil.example/path?q=1");
     authz.stop().await;
 }
+
+#[tokio::test]
+async fn the_redis_store_carries_the_flow_and_survives_a_redis_restart() {
+    let redis = support::redis::RedisServer::start();
+    let idp = FakeIdp::start().await;
+    let store = redis.store("flow-test:");
+    let authz = Authz::start(&idp, "", store).await;
+    let mut browser = logged_in(&idp, &authz).await;
+    assert!(
+        browser
+            .send(Req::navigate("/anything"))
+            .await
+            .upstream("authorization")
+            .is_some()
+    );
+    // A replayed state is refused by Redis' GETDEL just as by memory.
+    let mut other = authz.browser();
+    let start = other.send(Req::navigate("/")).await;
+    let authorization = idp.authorize(start.location());
+    let jar = other.cookies.clone();
+    assert_eq!(other.callback(&authorization).await.status(), 302);
+    other.cookies = jar;
+    assert_eq!(other.callback(&authorization).await.status(), 400);
+
+    redis.stop();
+    let outcome = browser.send(Req::navigate("/anything")).await;
+    assert!(
+        matches!(outcome, Outcome::Error(_)),
+        "fail closed: {outcome:?}"
+    );
+    // redis-server keeps nothing across a restart here (--save ''), so the session is gone and
+    // the browser is sent to log in again: no error, no allow.
+    redis.restart();
+    let outcome = browser.send(Req::navigate("/anything")).await;
+    assert_eq!(outcome.status(), 302, "{outcome:?}");
+    authz.stop().await;
+}

@@ -19,7 +19,8 @@ pub const MIN_SECRET_LEN: usize = 32;
 #[derive(Clone)]
 pub(crate) struct DerivedKeys {
     pub(crate) cookie_mac: [u8; 32],
-    pub(crate) seal: [u8; 32],
+    /// The AES-256-GCM key for sealing records, its key schedule expanded once.
+    pub(crate) seal_cipher: aes_gcm::Aes256Gcm,
 }
 
 /// All configured keys, newest first.
@@ -54,7 +55,11 @@ impl KeyRing {
             hkdf.expand(b"cookie mac", &mut cookie_mac)
                 .and_then(|_| hkdf.expand(b"record seal", &mut seal))
                 .map_err(|_| "key derivation failed".to_string())?;
-            keys.push(DerivedKeys { cookie_mac, seal });
+            let seal_cipher = <aes_gcm::Aes256Gcm as aes_gcm::KeyInit>::new((&seal).into());
+            keys.push(DerivedKeys {
+                cookie_mac,
+                seal_cipher,
+            });
         }
         Ok(KeyRing { keys })
     }
@@ -104,7 +109,11 @@ mod tests {
     #[test]
     fn purposes_get_different_keys_and_debug_hides_them() {
         let ring = test_keyring(&["0123456789abcdef0123456789abcdef"]);
-        assert_ne!(ring.current().cookie_mac, ring.current().seal);
+        let mut seal = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(b"oidc-authz v1"), b"0123456789abcdef0123456789abcdef")
+            .expand(b"record seal", &mut seal)
+            .unwrap();
+        assert_ne!(ring.current().cookie_mac, seal);
         assert_eq!(format!("{ring:?}"), "KeyRing(1 keys, [redacted])");
     }
 

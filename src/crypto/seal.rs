@@ -2,8 +2,8 @@
 //! The associated data is the record's store key, so a record copied under another key fails to
 //! open. Opening tries every key in the ring and says whether an old one was needed (re-seal).
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::Nonce;
+use aes_gcm::aead::{Aead, Payload};
 
 use super::KeyRing;
 use super::random::{RandomError, random_bytes};
@@ -23,7 +23,7 @@ pub fn seal(
     plaintext: &[u8],
 ) -> Result<Vec<u8>, RandomError> {
     let nonce_bytes = random_bytes::<NONCE_LEN>()?;
-    let cipher = Aes256Gcm::new((&keys.current().seal).into());
+    let cipher = &keys.current().seal_cipher;
     let ciphertext = cipher
         .encrypt(
             &Nonce::from(nonce_bytes),
@@ -49,7 +49,7 @@ pub fn open(keys: &KeyRing, associated_data: &[u8], sealed: &[u8]) -> Option<Ope
     let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
     let nonce = Nonce::from(<[u8; NONCE_LEN]>::try_from(nonce).ok()?);
     keys.keys().iter().enumerate().find_map(|(index, key)| {
-        Aes256Gcm::new((&key.seal).into())
+        key.seal_cipher
             .decrypt(
                 &nonce,
                 Payload {

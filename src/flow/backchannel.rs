@@ -29,18 +29,19 @@ impl Flow {
         let now = self.clock.now_unix();
         let remember_for =
             std::time::Duration::from_secs((claims.remember_until - now).max(1) as u64);
-        if !self
-            .sessions
-            .remember_logout_token(&claims.jti, remember_for)
-            .await?
-        {
+        if self.sessions.logout_token_seen(&claims.jti).await? {
             return Err(Error::InvalidLogoutToken("logout token replayed".into()));
         }
+        // Sessions first, the jti after: if the store fails midway, the IdP's retry is not
+        // mistaken for a replay.
         let ended = match (&claims.idp_session_id, &claims.subject) {
             (Some(sid), _) => self.sessions.delete_by_idp_session(sid).await?,
             (None, Some(subject)) => self.sessions.delete_by_subject(subject).await?,
             (None, None) => 0,
         };
+        self.sessions
+            .remember_logout_token(&claims.jti, remember_for)
+            .await?;
         tracing::info!(sessions = ended, "back-channel logout");
         Ok(Decision::Deny {
             status: 200,

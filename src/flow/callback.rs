@@ -116,6 +116,7 @@ impl Flow {
                 &id,
                 &record,
                 lifetime::store_ttl(&record, now, &self.config),
+                self.config.session_absolute_timeout,
             )
             .await?;
         tracing::info!(subject = %record.subject, "login completed, session created");

@@ -75,7 +75,13 @@ pub struct LoadedSession {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(DIGITS[usize::from(byte >> 4)] as char);
+        text.push(DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    text
 }
 
 /// The session layer over a byte store. Cheap to clone.
@@ -153,28 +159,42 @@ impl Sessions {
     }
 
     /// Saves a new session and indexes it by the IdP's `sid` and by `sub`, so a back-channel
-    /// logout can find it.
+    /// logout can find it. The index lives as long as the session can (`max_lifetime`, the
+    /// absolute timeout), not just as long as its first TTL: activity extends the session without
+    /// touching the index.
     pub async fn create(
         &self,
         id: &SessionId,
         record: &SessionRecord,
         ttl: Duration,
+        max_lifetime: Duration,
     ) -> Result<(), Error> {
         self.save(id, record, ttl).await?;
         let key = Self::session_key(id);
         if !record.idp_session_id.is_empty() {
             let index = Self::index_key("sid", &record.idp_session_id);
-            self.store.add_to_set(&index, &key, ttl).await?;
+            self.store.add_to_set(&index, &key, max_lifetime).await?;
         }
         let index = Self::index_key("sub", &record.subject);
-        self.store.add_to_set(&index, &key, ttl).await?;
+        self.store.add_to_set(&index, &key, max_lifetime).await?;
         Ok(())
     }
 
+    /// Deletes the sessions listed in an index. If the store fails midway, the keys not yet deleted
+    /// go back into the index so a retried logout still finds them.
     async fn delete_indexed(&self, index: &str) -> Result<usize, Error> {
         let keys = self.store.take_set(index).await?;
-        for key in &keys {
-            self.store.delete(key).await?;
+        for (done, key) in keys.iter().enumerate() {
+            if let Err(error) = self.store.delete(key).await {
+                for remaining in &keys[done..] {
+                    // Best effort: the store just failed, this may fail too.
+                    let _ = self
+                        .store
+                        .add_to_set(index, remaining, Duration::from_secs(86_400))
+                        .await;
+                }
+                return Err(error.into());
+            }
         }
         Ok(keys.len())
     }
@@ -189,10 +209,25 @@ impl Sessions {
         self.delete_indexed(&Self::index_key("sub", subject)).await
     }
 
-    /// Records a logout token's `jti`; `false` when it was seen before (a replay).
-    pub async fn remember_logout_token(&self, jti: &str, ttl: Duration) -> Result<bool, Error> {
-        let key = format!("jti:{}", hex(&labelled_hash("jti", jti.as_bytes())));
-        Ok(self.store.put_if_absent(&key, vec![1], ttl).await?)
+    fn logout_token_key(jti: &str) -> String {
+        format!("jti:{}", hex(&labelled_hash("jti", jti.as_bytes())))
+    }
+
+    /// Whether a logout token's `jti` was already used.
+    pub async fn logout_token_seen(&self, jti: &str) -> Result<bool, Error> {
+        Ok(self
+            .store
+            .get(&Self::logout_token_key(jti))
+            .await?
+            .is_some())
+    }
+
+    /// Records a used logout token's `jti` until it expires.
+    pub async fn remember_logout_token(&self, jti: &str, ttl: Duration) -> Result<(), Error> {
+        self.store
+            .put(&Self::logout_token_key(jti), vec![1], ttl)
+            .await?;
+        Ok(())
     }
 
     fn refresh_lock_key(id: &SessionId) -> String {

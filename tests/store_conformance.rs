@@ -1,0 +1,585 @@
+//! The `SessionStore` conformance suite: one set of cases (`suite`), run against every store
+//! implementation (`memory::*`, `redis::*`), plus Redis-only cases for what only a networked store
+//! can do wrong (key prefixes, an unreachable or hung server, a server restarted under the pool).
+//!
+//! The Redis cases start their own `redis-server` on a free loopback port (never the system
+//! instance) and kill it when done. They FAIL, not skip, when `redis-server` is not on PATH:
+//! `scripts/install-deps` installs it.
+//!
+//! Time: the memory store reads `tokio::time::Instant`, so its cases run on a paused clock and
+//! `sleep` advances instantly; the Redis cases use real, short TTLs.
+
+mod support;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oidc_authz::session::memory::MemoryStore;
+use oidc_authz::session::redis::RedisStore;
+use oidc_authz::session::store::{SessionStore, StoreError};
+use support::redis::{REDIS_COMMAND_TIMEOUT, RedisServer, free_port, shared_redis};
+
+/// TTLs for one store: `short` is what the expiry cases wait out, `long` never expires during a test.
+#[derive(Clone, Copy)]
+struct Timing {
+    short: Duration,
+    long: Duration,
+}
+
+const MEMORY_TIMING: Timing = Timing {
+    short: Duration::from_secs(10),
+    long: Duration::from_secs(3600),
+};
+
+const REDIS_TIMING: Timing = Timing {
+    short: Duration::from_millis(300),
+    long: Duration::from_secs(60),
+};
+
+/// Upper bound on any single store call in the suite: a hang fails the test instead of stalling it.
+const CALL_BOUND: Duration = Duration::from_secs(5);
+
+async fn bounded<T>(what: &str, call: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(CALL_BOUND, call).await {
+        Ok(result) => result,
+        Err(_) => panic!("{what} did not return within {CALL_BOUND:?}"),
+    }
+}
+
+/// The cases, each written once against `dyn SessionStore`.
+mod suite {
+    use super::*;
+
+    async fn get(store: &dyn SessionStore, key: &str) -> Option<Vec<u8>> {
+        bounded("get", store.get(key)).await.expect("get")
+    }
+
+    async fn put(store: &dyn SessionStore, key: &str, value: &[u8], ttl: Duration) {
+        bounded("put", store.put(key, value.to_vec(), ttl))
+            .await
+            .expect("put");
+    }
+
+    async fn take_set_sorted(store: &dyn SessionStore, key: &str) -> Vec<String> {
+        let mut members = bounded("take_set", store.take_set(key))
+            .await
+            .expect("take_set");
+        members.sort();
+        members
+    }
+
+    /// Waits a little longer than `ttl`; on the paused clock this returns at once.
+    async fn outlive(ttl: Duration) {
+        tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    }
+
+    pub async fn round_trip_binary_values(store: Arc<dyn SessionStore>, t: Timing) {
+        let store = &*store;
+        let every_byte: Vec<u8> = (0..=255u8).collect();
+        let big: Vec<u8> = (0..64 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+        let cases: [(&str, &[u8]); 5] = [
+            ("bin:every-byte", &every_byte),
+            ("bin:nul-and-crlf", b"\0\r\n\0$-1\r\n*3\r\n"),
+            ("bin:invalid-utf8", &[0xff, 0xfe, 0xc3, 0x28, 0x80]),
+            ("bin:empty", b""),
+            ("bin:big", &big),
+        ];
+        for (key, value) in cases {
+            put(store, key, value, t.long).await;
+        }
+        for (key, value) in cases {
+            assert_eq!(get(store, key).await.as_deref(), Some(value), "{key}");
+        }
+        // Keys are distinct strings, including ones that differ only in case or by a suffix.
+        put(store, "case:k", b"lower", t.long).await;
+        put(store, "case:K", b"upper", t.long).await;
+        put(store, "case:k2", b"suffix", t.long).await;
+        assert_eq!(get(store, "case:k").await.as_deref(), Some(&b"lower"[..]));
+        assert_eq!(get(store, "case:K").await.as_deref(), Some(&b"upper"[..]));
+        assert_eq!(get(store, "never-written").await, None);
+    }
+
+    pub async fn put_overwrites_value_and_ttl(store: Arc<dyn SessionStore>, t: Timing) {
+        let store = &*store;
+        put(store, "over:k", b"first", t.long).await;
+        put(store, "over:k", b"second", t.long).await;
+        assert_eq!(get(store, "over:k").await.as_deref(), Some(&b"second"[..]));
+        // The overwrite's TTL replaces the old one, in both directions.
+        put(store, "over:k", b"third", t.short).await;
+        outlive(t.short).await;
+        assert_eq!(get(store, "over:k").await, None, "shorter TTL applied");
+        put(store, "over:j", b"short", t.short).await;
+        put(store, "over:j", b"long", t.long).await;
+        outlive(t.short).await;
+        assert_eq!(get(store, "over:j").await.as_deref(), Some(&b"long"[..]));
+    }
+
+    pub async fn values_expire_after_their_ttl(store: Arc<dyn SessionStore>, t: Timing) {
+        let store = &*store;
+        let written = tokio::time::Instant::now();
+        put(store, "ttl:k", b"v", t.short).await;
+        put(store, "ttl:long", b"v", t.long).await;
+        if written.elapsed() < t.short / 2 {
+            // Skipped only if the machine was too slow to read back before the TTL could pass.
+            assert_eq!(get(store, "ttl:k").await.as_deref(), Some(&b"v"[..]));
+        }
+        outlive(t.short).await;
+        assert_eq!(get(store, "ttl:k").await, None, "get after expiry");
+        assert_eq!(
+            bounded("take", store.take("ttl:k")).await.expect("take"),
+            None,
+            "take after expiry"
+        );
+        assert_eq!(get(store, "ttl:long").await.as_deref(), Some(&b"v"[..]));
+        // An expired key can be written again.
+        put(store, "ttl:k", b"again", t.long).await;
+        assert_eq!(get(store, "ttl:k").await.as_deref(), Some(&b"again"[..]));
+    }
+
+    pub async fn take_returns_once_and_removes(store: Arc<dyn SessionStore>, t: Timing) {
+        let store = &*store;
+        put(store, "take:k", b"single-use", t.long).await;
+        assert_eq!(
+            bounded("take", store.take("take:k")).await.expect("take"),
+            Some(b"single-use".to_vec())
+        );
+        assert_eq!(
+            bounded("take", store.take("take:k")).await.expect("take"),
+            None
+        );
+        assert_eq!(get(store, "take:k").await, None);
+        assert_eq!(
+            bounded("take", store.take("take:missing"))
+                .await
+                .expect("take"),
+            None
+        );
+    }
+
+    pub async fn concurrent_takes_have_one_winner(store: Arc<dyn SessionStore>, t: Timing) {
+        const TAKERS: usize = 20;
+        for round in 0..5 {
+            let key = format!("race:take:{round}");
+            put(&*store, &key, format!("value-{round}").as_bytes(), t.long).await;
+            let barrier = Arc::new(tokio::sync::Barrier::new(TAKERS));
+            let tasks: Vec<_> = (0..TAKERS)
+                .map(|_| {
+                    let (store, key, barrier) = (Arc::clone(&store), key.clone(), barrier.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        bounded("take", store.take(&key)).await
+                    })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for task in tasks {
+                if let Some(value) = task.await.expect("task").expect("take") {
+                    winners.push(value);
+                }
+            }
+            assert_eq!(
+                winners,
+                vec![format!("value-{round}").into_bytes()],
+                "round {round}: exactly one take wins"
+            );
+        }
+    }
+
+    pub async fn put_if_absent_semantics(store: Arc<dyn SessionStore>, t: Timing) {
+        let store = &*store;
+        let pia = |key: &'static str, value: &'static [u8], ttl: Duration| async move {
+            bounded(
+                "put_if_absent",
+                store.put_if_absent(key, value.to_vec(), ttl),
+            )
+            .await
+            .expect("put_if_absent")
+        };
+        assert!(pia("pia:k", b"first", t.long).await, "absent: stored");
+        assert!(!pia("pia:k", b"second", t.long).await, "present: refused");
+        assert_eq!(get(store, "pia:k").await.as_deref(), Some(&b"first"[..]));
+
+        // Free again after delete...
+        bounded("delete", store.delete("pia:k"))
+            .await
+            .expect("delete");
+        assert!(pia("pia:k", b"third", t.long).await, "after delete");
+        assert_eq!(get(store, "pia:k").await.as_deref(), Some(&b"third"[..]));
+
+        // ...after take...
+        bounded("take", store.take("pia:k")).await.expect("take");
+        assert!(pia("pia:k", b"fourth", t.short).await, "after take");
+
+        // ...and after expiry.
+        assert!(!pia("pia:k", b"too-early", t.long).await);
+        outlive(t.short).await;
+        assert!(pia("pia:k", b"fifth", t.long).await, "after expiry");
+        assert_eq!(get(store, "pia:k").await.as_deref(), Some(&b"fifth"[..]));
+
+        // A value written by `put` counts as present.
+        put(store, "pia:put", b"p", t.long).await;
+        assert!(!pia("pia:put", b"q", t.long).await);
+    }
+
+    pub async fn concurrent_put_if_absent_has_one_winner(store: Arc<dyn SessionStore>, t: Timing) {
+        const WRITERS: usize = 20;
+        for round in 0..5 {
+            let key = format!("race:lock:{round}");
+            let barrier = Arc::new(tokio::sync::Barrier::new(WRITERS));
+            let tasks: Vec<_> = (0..WRITERS)
+                .map(|writer| {
+                    let (store, key, barrier) = (Arc::clone(&store), key.clone(), barrier.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        let stored = bounded(
+                            "put_if_absent",
+                            store.put_if_absent(&key, vec![writer as u8], t.long),
+                        )
+                        .await
+                        .expect("put_if_absent");
+                        stored.then_some(writer as u8)
+                    })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for task in tasks {
+                winners.extend(task.await.expect("task"));
+            }
+            assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+            assert_eq!(get(&*store, &key).await, Some(winners));
+        }
+    }
+
+    pub async fn sets_collect_members_and_take_empties(store: Arc<dyn SessionStore>, t: Timing) {
+        let store = &*store;
+        for member in ["session:c", "session:a", "session:b", "session:a", "ü/ß 😀"] {
+            bounded("add_to_set", store.add_to_set("set:k", member, t.long))
+                .await
+                .expect("add_to_set");
+        }
+        assert_eq!(
+            take_set_sorted(store, "set:k").await,
+            ["session:a", "session:b", "session:c", "ü/ß 😀"],
+            "members once each"
+        );
+        assert!(take_set_sorted(store, "set:k").await.is_empty(), "emptied");
+        assert!(take_set_sorted(store, "set:missing").await.is_empty());
+
+        // Sets under different keys are separate.
+        bounded("add_to_set", store.add_to_set("set:x", "1", t.long))
+            .await
+            .expect("add_to_set");
+        bounded("add_to_set", store.add_to_set("set:y", "2", t.long))
+            .await
+            .expect("add_to_set");
+        assert_eq!(take_set_sorted(store, "set:x").await, ["1"]);
+        assert_eq!(take_set_sorted(store, "set:y").await, ["2"]);
+
+        // A set can be built again after it was taken.
+        bounded("add_to_set", store.add_to_set("set:k", "again", t.long))
+            .await
+            .expect("add_to_set");
+        assert_eq!(take_set_sorted(store, "set:k").await, ["again"]);
+    }
+
+    pub async fn set_ttl_only_lengthens(store: Arc<dyn SessionStore>, t: Timing) {
+        let store = &*store;
+        let add = |key: &'static str, member: &'static str, ttl: Duration| async move {
+            bounded("add_to_set", store.add_to_set(key, member, ttl))
+                .await
+                .expect("add_to_set");
+        };
+        // A set on its own expires with its TTL.
+        add("setttl:alone", "m", t.short).await;
+        outlive(t.short).await;
+        assert!(take_set_sorted(store, "setttl:alone").await.is_empty());
+
+        // Long then short: the short add must not shorten the set's life.
+        add("setttl:long-short", "a", t.long).await;
+        add("setttl:long-short", "b", t.short).await;
+        // Short then long: the long add lengthens it.
+        add("setttl:short-long", "a", t.short).await;
+        add("setttl:short-long", "b", t.long).await;
+        outlive(t.short).await;
+        assert_eq!(
+            take_set_sorted(store, "setttl:long-short").await,
+            ["a", "b"]
+        );
+        assert_eq!(
+            take_set_sorted(store, "setttl:short-long").await,
+            ["a", "b"]
+        );
+
+        // An expired set starts afresh: old members are gone.
+        add("setttl:reborn", "old", t.short).await;
+        outlive(t.short).await;
+        add("setttl:reborn", "new", t.long).await;
+        assert_eq!(take_set_sorted(store, "setttl:reborn").await, ["new"]);
+    }
+
+    pub async fn concurrent_take_set_partitions_members(store: Arc<dyn SessionStore>, t: Timing) {
+        const TAKERS: usize = 8;
+        let expected: Vec<String> = (0..30).map(|i| format!("m{i:02}")).collect();
+        for round in 0..3 {
+            let key = format!("race:set:{round}");
+            for member in &expected {
+                bounded("add_to_set", store.add_to_set(&key, member, t.long))
+                    .await
+                    .expect("add_to_set");
+            }
+            let barrier = Arc::new(tokio::sync::Barrier::new(TAKERS));
+            let tasks: Vec<_> = (0..TAKERS)
+                .map(|_| {
+                    let (store, key, barrier) = (Arc::clone(&store), key.clone(), barrier.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        bounded("take_set", store.take_set(&key)).await
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            let mut non_empty = 0;
+            for task in tasks {
+                let members = task.await.expect("task").expect("take_set");
+                non_empty += usize::from(!members.is_empty());
+                all.extend(members);
+            }
+            all.sort();
+            assert_eq!(all, expected, "round {round}: every member exactly once");
+            assert_eq!(non_empty, 1, "round {round}: one take_set got them all");
+        }
+    }
+
+    pub async fn delete_is_idempotent(store: Arc<dyn SessionStore>, t: Timing) {
+        let store = &*store;
+        bounded("delete", store.delete("del:missing"))
+            .await
+            .expect("delete of a missing key");
+        put(store, "del:k", b"v", t.long).await;
+        put(store, "del:other", b"w", t.long).await;
+        bounded("delete", store.delete("del:k"))
+            .await
+            .expect("delete");
+        bounded("delete", store.delete("del:k"))
+            .await
+            .expect("second delete");
+        assert_eq!(get(store, "del:k").await, None);
+        assert_eq!(get(store, "del:other").await.as_deref(), Some(&b"w"[..]));
+        // Deleting a set removes its members.
+        bounded("add_to_set", store.add_to_set("del:set", "m", t.long))
+            .await
+            .expect("add_to_set");
+        bounded("delete", store.delete("del:set"))
+            .await
+            .expect("delete set");
+        assert!(take_set_sorted(store, "del:set").await.is_empty());
+        // An expired key deletes fine too.
+        put(store, "del:expired", b"v", t.short).await;
+        outlive(t.short).await;
+        bounded("delete", store.delete("del:expired"))
+            .await
+            .expect("delete expired");
+    }
+
+    pub async fn ping_answers(store: Arc<dyn SessionStore>, _t: Timing) {
+        bounded("ping", store.ping()).await.expect("ping");
+    }
+}
+
+/// Generates `memory::<case>` and `redis::<case>` for every case of the suite.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(start_paused = true)]
+                async fn $case() {
+                    let store: std::sync::Arc<dyn super::SessionStore> =
+                        std::sync::Arc::new(super::MemoryStore::new());
+                    super::suite::$case(store, super::MEMORY_TIMING).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let server = super::shared_redis();
+                    // Each case has its own prefix, so cases sharing the server cannot collide.
+                    let store = server.store(concat!("conformance:", stringify!($case), ":"));
+                    super::suite::$case(store, super::REDIS_TIMING).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    round_trip_binary_values,
+    put_overwrites_value_and_ttl,
+    values_expire_after_their_ttl,
+    take_returns_once_and_removes,
+    concurrent_takes_have_one_winner,
+    put_if_absent_semantics,
+    concurrent_put_if_absent_has_one_winner,
+    sets_collect_members_and_take_empties,
+    set_ttl_only_lengthens,
+    concurrent_take_set_partitions_members,
+    delete_is_idempotent,
+    ping_answers,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Redis only.
+
+/// Runs every operation once and checks each fails with `Unavailable` within about `timeout`.
+async fn every_operation_is_unavailable(
+    store: &dyn SessionStore,
+    timeout: Duration,
+    context: &str,
+) {
+    let slack = Duration::from_millis(1500);
+    let ttl = Duration::from_secs(60);
+    macro_rules! expect_unavailable {
+        ($name:literal, $call:expr) => {{
+            let started = Instant::now();
+            let result = match tokio::time::timeout(timeout + slack, $call).await {
+                Ok(result) => result,
+                Err(_) => panic!("{context}: {} hung past {:?}", $name, timeout + slack),
+            };
+            let elapsed = started.elapsed();
+            match result {
+                Err(StoreError::Unavailable(message)) => {
+                    assert!(
+                        !message.is_empty(),
+                        "{context}: {} gave an empty reason",
+                        $name
+                    )
+                }
+                #[allow(unreachable_patterns)]
+                other => panic!("{context}: {} returned {other:?}", $name),
+            }
+            assert!(
+                elapsed <= timeout + slack,
+                "{context}: {} took {elapsed:?}",
+                $name
+            );
+        }};
+    }
+    expect_unavailable!("ping", store.ping());
+    expect_unavailable!("put", store.put("k", b"v".to_vec(), ttl));
+    expect_unavailable!(
+        "put_if_absent",
+        store.put_if_absent("k", b"v".to_vec(), ttl)
+    );
+    expect_unavailable!("get", store.get("k"));
+    expect_unavailable!("take", store.take("k"));
+    expect_unavailable!("delete", store.delete("k"));
+    expect_unavailable!("add_to_set", store.add_to_set("s", "m", ttl));
+    expect_unavailable!("take_set", store.take_set("s"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_key_prefixes_isolate_stores() {
+    let server = shared_redis();
+    let a = server.store("isolation-a:");
+    let b = server.store("isolation-b:");
+    let ttl = Duration::from_secs(60);
+    a.put("k", b"from-a".to_vec(), ttl).await.unwrap();
+    assert_eq!(b.get("k").await.unwrap(), None);
+    assert!(b.put_if_absent("k", b"from-b".to_vec(), ttl).await.unwrap());
+    assert_eq!(b.take("k").await.unwrap(), Some(b"from-b".to_vec()));
+    b.delete("k").await.unwrap();
+    assert_eq!(a.get("k").await.unwrap(), Some(b"from-a".to_vec()));
+
+    a.add_to_set("s", "a-member", ttl).await.unwrap();
+    assert!(b.take_set("s").await.unwrap().is_empty());
+    assert_eq!(a.take_set("s").await.unwrap(), ["a-member"]);
+
+    // The prefix is literally prepended to the key.
+    let raw = server.store("");
+    assert_eq!(
+        raw.get("isolation-a:k").await.unwrap(),
+        Some(b"from-a".to_vec())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_is_unavailable_quickly() {
+    // A port nobody listens on: bound once to get it, then released.
+    let port = free_port();
+    let timeout = Duration::from_millis(300);
+    let store = RedisStore::new(
+        &format!("redis://127.0.0.1:{port}/"),
+        "unreachable:",
+        4,
+        timeout,
+    )
+    .expect("the pool connects lazily, so building it succeeds");
+    every_operation_is_unavailable(&store, timeout, "connection refused").await;
+    // And again, with whatever the pool kept from the first round.
+    every_operation_is_unavailable(&store, timeout, "connection refused, second round").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_that_never_answers_times_out() {
+    // Accepts TCP connections (the kernel completes the handshake) but never replies.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let timeout = Duration::from_millis(300);
+    let store =
+        RedisStore::new(&format!("redis://127.0.0.1:{port}/"), "hung:", 4, timeout).expect("pool");
+    every_operation_is_unavailable(&store, timeout, "silent server").await;
+    drop(listener);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_is_survived() {
+    let server = RedisServer::start(); // its own: this case stops it
+    let store = server.store("restart:");
+    let ttl = Duration::from_secs(60);
+
+    // Fill the pool with several live connections first.
+    let writes: Vec<_> = (0..6)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.put(&format!("k{i}"), vec![i], ttl).await })
+        })
+        .collect();
+    for write in writes {
+        write.await.unwrap().expect("put before the restart");
+    }
+
+    server.stop();
+    every_operation_is_unavailable(&*store, REDIS_COMMAND_TIMEOUT, "while Redis is down").await;
+
+    server.restart();
+    // Every pooled connection is now dead. The first command after the restart must already work:
+    // a stale connection is the pool's to notice, not a request's to fail on.
+    let mut failures = Vec::new();
+    for i in 0..10u8 {
+        if let Err(error) = bounded("put", store.put(&format!("after{i}"), vec![i], ttl)).await {
+            failures.push(format!("sequential put {i}: {error}"));
+        }
+    }
+    let concurrent: Vec<_> = (0..10u8)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.get(&format!("after{i}")).await })
+        })
+        .collect();
+    for (i, task) in concurrent.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(value) if failures.is_empty() => assert_eq!(value, Some(vec![i as u8])),
+            Ok(_) => {}
+            Err(error) => failures.push(format!("concurrent get {i}: {error}")),
+        }
+    }
+    assert!(failures.is_empty(), "after restart: {failures:#?}");
+    // Nothing survives (no persistence), and everything works.
+    assert_eq!(store.get("k0").await.unwrap(), None);
+    store.ping().await.expect("ping after restart");
+    store.add_to_set("s", "m", ttl).await.unwrap();
+    assert_eq!(store.take_set("s").await.unwrap(), ["m"]);
+}
