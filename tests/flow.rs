@@ -87,6 +87,18 @@ async fn query_mode_login_returns_to_the_original_url_with_a_bearer_token() {
         set[0].append_action,
         HeaderAppendAction::OverwriteIfExistsOrAdd as i32
     );
+    // Our cookies do not travel upstream; the application's own cookies do.
+    let Outcome::Allowed { removed, .. } = &page else {
+        unreachable!()
+    };
+    assert_eq!(removed, &["cookie"]);
+    browser.cookies.insert("app_pref".into(), "dark".into());
+    let page_with_app_cookie = browser.send(Req::navigate("/anything")).await;
+    assert_eq!(
+        page_with_app_cookie.upstream("cookie"),
+        Some("app_pref=dark")
+    );
+    browser.cookies.remove("app_pref");
     // No token ever reached a URL the browser saw.
     for url in [location, done.location()] {
         assert!(!url.contains("at-") && !url.contains("eyJ"), "{url}");

@@ -57,6 +57,18 @@ impl<'a> CookieJar<'a> {
         values
     }
 
+    /// Every name our cookies may have, prefixed or not: the upstream never needs them, so they
+    /// are taken out of the request it gets.
+    pub fn all_names(&self) -> Vec<String> {
+        [CookieKind::Session, CookieKind::Login]
+            .into_iter()
+            .flat_map(|kind| {
+                let base = self.base_name(kind);
+                [format!("__Host-{base}"), base]
+            })
+            .collect()
+    }
+
     /// The login cookie travels on the IdP's cross-site form_post, which `SameSite=Lax` cookies do
     /// not: there it must be `SameSite=None`, which browsers accept only with `Secure`.
     fn same_site(&self, kind: CookieKind) -> &'static str {

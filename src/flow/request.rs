@@ -43,6 +43,20 @@ impl RequestView {
             })
     }
 
+    /// The `Cookie` header without the cookies named in `names`; `None` when nothing is left.
+    pub fn cookie_header_without(&self, names: &[String]) -> Option<String> {
+        let kept: Vec<&str> = self
+            .header("cookie")?
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| {
+                let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+                !pair.is_empty() && !names.iter().any(|n| n == name)
+            })
+            .collect();
+        (!kept.is_empty()).then(|| kept.join("; "))
+    }
+
     /// A person's browser loading a page, as opposed to a script or an API client: those get 401
     /// instead of a redirect they could not follow.
     pub fn is_browser_navigation(&self) -> bool {
@@ -142,6 +156,18 @@ mod tests {
         );
         assert_eq!(view.cookies("session").collect::<Vec<_>>(), ["x", "z"]);
         assert_eq!(view.cookies("missing").count(), 0);
+    }
+
+    #[test]
+    fn our_cookies_can_be_taken_out_of_the_header() {
+        let names = ["session".to_string(), "__Host-session".to_string()];
+        let view = request("GET", &[("cookie", "a=1; __Host-session=x;session=y; b=2")]);
+        assert_eq!(
+            view.cookie_header_without(&names).as_deref(),
+            Some("a=1; b=2")
+        );
+        let only_ours = request("GET", &[("cookie", "session=y")]);
+        assert_eq!(only_ours.cookie_header_without(&names), None);
     }
 
     #[test]

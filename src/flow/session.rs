@@ -116,13 +116,27 @@ impl Flow {
                 self.config.session_absolute_timeout,
             ));
         }
-        Ok(self.allow(&record, set_cookies))
+        Ok(self.allow(request, jar, &record, set_cookies))
     }
 
-    /// Lets the request through with our headers set and any client copy of them replaced.
-    fn allow(&self, record: &SessionRecord, set_cookies: Vec<String>) -> Decision {
+    /// Lets the request through with our headers set and any client copy of them replaced, and
+    /// our own cookies (bearer credentials for this service, useless upstream) taken out.
+    fn allow(
+        &self,
+        request: &RequestView,
+        jar: &CookieJar<'_>,
+        record: &SessionRecord,
+        set_cookies: Vec<String>,
+    ) -> Decision {
         let mut set_upstream_headers = Vec::new();
         let mut remove_upstream_headers = Vec::new();
+        match request.cookie_header_without(&jar.all_names()) {
+            Some(cookie) => set_upstream_headers.push(UpstreamHeader {
+                name: "cookie".into(),
+                value: Secret::new(cookie),
+            }),
+            None => remove_upstream_headers.push("cookie".into()),
+        }
         let mut inject = |header: &Option<config::UpstreamHeader>, token: &str| {
             let Some(header) = header else { return };
             if token.is_empty() {
