@@ -119,6 +119,9 @@ export async function assertUpstreamGotToken(stack, res, { jwks } = {}) {
   assert.equal(jwt.payload.iss, stack.urls.idp, 'access token issued by the IdP');
   assert.equal(jwt.verified, true, 'access token signature verifies with the IdP JWKS');
   assert.equal(jwt.payload.sub, 'alice');
+  // Our own cookies are credentials for oidc-authz only: the upstream must not receive them.
+  const cookie = json.headers?.Cookie ?? '';
+  assert.ok(!/(^|;\s*)(__Host-)?session(_login)?=/.test(cookie), `upstream received our cookies: ${cookie}`);
   return { json, token: m[1], jwt };
 }
 
