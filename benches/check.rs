@@ -110,6 +110,7 @@ impl IdentityProvider for FakeIdp {
             subject: "alice".into(),
             idp_session_id: Some("idp-session-1".into()),
             expires_at: NOW + 3600,
+            ..Default::default()
         })
     }
 

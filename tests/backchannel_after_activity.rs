@@ -48,6 +48,7 @@ impl IdentityProvider for Idp {
             subject: "alice".into(),
             idp_session_id: Some("sid-1".into()),
             expires_at: NOW + 3600,
+            ..Default::default()
         })
     }
     async fn verify_logout_token(&self, _: &Secret) -> Result<LogoutClaims, String> {

@@ -416,3 +416,29 @@ async fn the_redis_store_carries_the_flow_and_survives_a_redis_restart() {
     assert_eq!(outcome.status(), 302, "{outcome:?}");
     authz.stop().await;
 }
+
+#[tokio::test]
+async fn claims_reach_the_upstream_as_headers_and_client_copies_never_do() {
+    let (idp, authz, _) = setup(
+        "upstream_headers_claims: [email, groups, phone_number]\n\
+         upstream_headers_names: [X-User-Email, x-user-groups, x-user-phone]\n\
+         upstream_id_token_header: x-id-token",
+    )
+    .await;
+    let mut browser = logged_in(&idp, &authz).await;
+    let page = browser
+        .send(
+            Req::navigate("/anything")
+                .with_header("x-user-email", "admin@evil.example")
+                .with_header("x-user-phone", "spoofed"),
+        )
+        .await;
+    assert_eq!(page.upstream("x-user-email"), Some("alice@example.com"));
+    assert_eq!(page.upstream("x-user-groups"), Some(r#"["admins","dev"]"#));
+    assert!(page.upstream("x-id-token").unwrap().starts_with("eyJ"));
+    let Outcome::Allowed { removed, .. } = &page else {
+        unreachable!()
+    };
+    assert!(removed.contains(&"x-user-phone".to_string()), "{removed:?}");
+    authz.stop().await;
+}

@@ -113,6 +113,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "refresh_margin",
     "upstream_access_token_header",
     "upstream_id_token_header",
+    "upstream_headers_claims",
+    "upstream_headers_names",
     "trust_forwarded_headers",
     "logout_path",
     "logout_redirect_uri",
@@ -219,11 +221,9 @@ fn upstream_header(
         Some((name, scheme)) => (name.trim(), Some(scheme.trim())),
         None => (text.trim(), None),
     };
-    let valid_name = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !valid_name || scheme.is_some_and(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+    if !is_header_name(name)
+        || scheme.is_some_and(|s| s.is_empty() || s.contains(char::is_whitespace))
+    {
         reader.error(
             key,
             format!("`{text}` must look like `authorization:bearer` or `x-access-token`"),
@@ -242,6 +242,53 @@ fn upstream_header(
         name: name.to_ascii_lowercase(),
         scheme,
     })
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Kong's pair of lists: `upstream_headers_claims[i]` goes upstream as `upstream_headers_names[i]`.
+fn claim_headers(
+    reader: &mut Reader,
+    token_headers: [&Option<UpstreamHeader>; 2],
+) -> Vec<(String, String)> {
+    let claims = reader
+        .string_list("upstream_headers_claims")
+        .unwrap_or_default();
+    let names = reader
+        .string_list("upstream_headers_names")
+        .unwrap_or_default();
+    if claims.len() != names.len() {
+        reader.error(
+            "upstream_headers_names",
+            format!(
+                "has {} names for {} upstream_headers_claims; give one header name per claim",
+                names.len(),
+                claims.len()
+            ),
+        );
+        return Vec::new();
+    }
+    let mut pairs = Vec::new();
+    for (index, (claim, name)) in claims.into_iter().zip(names).enumerate() {
+        let name = name.to_ascii_lowercase();
+        let taken = token_headers
+            .iter()
+            .any(|header| header.as_ref().is_some_and(|h| h.name == name));
+        if !is_header_name(&name) || matches!(name.as_str(), "cookie" | "host") || taken {
+            reader.error(
+                &format!("upstream_headers_names[{index}]"),
+                format!("`{name}` is not a header name we may set"),
+            );
+        } else {
+            pairs.push((claim, name));
+        }
+    }
+    pairs
 }
 
 const DEFAULT_ALGS: &[&str] = &[
@@ -516,6 +563,10 @@ fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         Some("authorization:bearer"),
     );
     let upstream_id_token_header = upstream_header(&mut reader, "upstream_id_token_header", None);
+    let upstream_claim_headers = claim_headers(
+        &mut reader,
+        [&upstream_access_token_header, &upstream_id_token_header],
+    );
     let trust_forwarded_headers = reader.bool_or("trust_forwarded_headers", false);
 
     let logout_path = path_key(&mut reader, "logout_path", Some("/logout"));
@@ -579,6 +630,7 @@ fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         refresh_margin,
         upstream_access_token_header,
         upstream_id_token_header,
+        upstream_claim_headers,
         trust_forwarded_headers,
         logout_path,
         logout_redirect_uri,
@@ -677,6 +729,33 @@ sesion_secret: x
             );
         }
         assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn claim_headers_pair_up_and_may_not_shadow_token_headers() {
+        let yaml = format!(
+            "{MINIMAL}upstream_headers_claims: [email, groups]\nupstream_headers_names: [X-User-Email, x-groups]\n"
+        );
+        let (config, _) = load_from_str(&yaml, "t", env(&[])).unwrap();
+        assert_eq!(
+            config.upstream_claim_headers,
+            [
+                ("email".to_string(), "x-user-email".to_string()),
+                ("groups".into(), "x-groups".into())
+            ]
+        );
+        let mismatched = problems(&format!("{MINIMAL}upstream_headers_claims: [email]\n"));
+        assert!(
+            mismatched[0].starts_with("upstream_headers_names: has 0 names for 1"),
+            "{mismatched:?}"
+        );
+        let shadowing = problems(&format!(
+            "{MINIMAL}upstream_headers_claims: [email]\nupstream_headers_names: [Authorization]\n"
+        ));
+        assert!(
+            shadowing[0].starts_with("upstream_headers_names[0]: `authorization`"),
+            "{shadowing:?}"
+        );
     }
 
     #[test]

@@ -126,6 +126,8 @@ pub struct Config {
 
     pub upstream_access_token_header: Option<UpstreamHeader>,
     pub upstream_id_token_header: Option<UpstreamHeader>,
+    /// ID-token claims passed upstream: (claim name, lower-case header name).
+    pub upstream_claim_headers: Vec<(String, String)>,
     pub trust_forwarded_headers: bool,
 
     pub logout_path: Option<String>,

@@ -109,6 +109,7 @@ impl Flow {
             access_token_expires_at: tokens.expires_in.map_or(0, |s| now + s as i64),
             created_at: now,
             last_active_at: now,
+            claims: self.header_claims(&claims.claims),
         };
         let id = SessionId::random()?;
         self.sessions

@@ -103,6 +103,7 @@ impl Flow {
             match self.provider.verify_id_token(id_token, None).await {
                 Ok(claims) if claims.subject == record.subject => {
                     record.id_token = id_token.expose().to_owned();
+                    record.claims = self.header_claims(&claims.claims);
                 }
                 Ok(_) | Err(_) => {
                     tracing::warn!(subject = %record.subject, "refreshed ID token is invalid or for another subject; session ended");

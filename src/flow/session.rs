@@ -119,6 +119,27 @@ impl Flow {
         Ok(self.allow(request, jar, &record, set_cookies))
     }
 
+    /// The configured claims (`upstream_headers_claims`) as header-safe text: strings as they
+    /// are, other JSON values (numbers, lists) as JSON, control characters dropped.
+    pub(super) fn header_claims(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> std::collections::HashMap<String, String> {
+        self.config
+            .upstream_claim_headers
+            .iter()
+            .filter_map(|(claim, _)| {
+                let text = match claims.get(claim)? {
+                    serde_json::Value::Null => return None,
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                let text: String = text.chars().filter(|c| !c.is_control()).collect();
+                Some((claim.clone(), text))
+            })
+            .collect()
+    }
+
     /// Lets the request through with our headers set and any client copy of them replaced, and
     /// our own cookies (bearer credentials for this service, useless upstream) taken out.
     fn allow(
@@ -157,6 +178,16 @@ impl Flow {
             &record.access_token,
         );
         inject(&self.config.upstream_id_token_header, &record.id_token);
+        // Claim headers: ours, or none at all; never a copy the client sent.
+        for (claim, header) in &self.config.upstream_claim_headers {
+            match record.claims.get(claim) {
+                Some(value) => set_upstream_headers.push(UpstreamHeader {
+                    name: header.clone(),
+                    value: Secret::new(value.clone()),
+                }),
+                None => remove_upstream_headers.push(header.clone()),
+            }
+        }
         Decision::Allow {
             set_upstream_headers,
             remove_upstream_headers,

@@ -62,14 +62,19 @@ struct RawClaims {
     nonce: Option<String>,
     #[serde(default)]
     sid: Option<String>,
+    /// Every other claim (`email`, `name`, `groups`...), for claim headers.
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The claims we keep from a valid ID token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct IdTokenClaims {
     pub subject: String,
     pub idp_session_id: Option<String>,
     pub expires_at: i64,
+    /// The claims not named above, plus `sub` and `sid`, as the IdP sent them.
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What a valid ID token must match.
@@ -117,10 +122,16 @@ pub fn verify(
         expect.client_secret,
     )?;
     check_claims(&claims, expect)?;
+    let mut other = claims.other;
+    other.insert("sub".into(), claims.sub.clone().into());
+    if let Some(sid) = &claims.sid {
+        other.insert("sid".into(), sid.clone().into());
+    }
     Ok(IdTokenClaims {
         subject: claims.sub,
         idp_session_id: claims.sid,
         expires_at: claims.exp,
+        claims: other,
     })
 }
 
@@ -233,7 +244,8 @@ mod tests {
     fn claims() -> serde_json::Value {
         json!({
             "iss": "https://idp.example", "sub": "alice", "aud": "envoy",
-            "exp": NOW + 300, "iat": NOW, "nonce": "n-1", "sid": "idp-session"
+            "exp": NOW + 300, "iat": NOW, "nonce": "n-1", "sid": "idp-session",
+            "email": "alice@example.com", "groups": ["admins", "dev"]
         })
     }
 
@@ -273,14 +285,13 @@ mod tests {
         let key = rsa_key(RSA_PEM);
         let keys = [jwk(&key, Algorithm::RS256, "k1")];
         let token = sign(&claims(), &key, Algorithm::RS256, Some("k1"));
-        assert_eq!(
-            check(&token, &keys, &expect()),
-            Ok(IdTokenClaims {
-                subject: "alice".into(),
-                idp_session_id: Some("idp-session".into()),
-                expires_at: NOW + 300
-            })
-        );
+        let valid = check(&token, &keys, &expect()).unwrap();
+        assert_eq!(valid.subject, "alice");
+        assert_eq!(valid.idp_session_id.as_deref(), Some("idp-session"));
+        assert_eq!(valid.expires_at, NOW + 300);
+        assert_eq!(valid.claims["sub"], "alice");
+        assert_eq!(valid.claims["email"], "alice@example.com");
+        assert_eq!(valid.claims["groups"], json!(["admins", "dev"]));
         let ec = EncodingKey::from_ec_pem(EC_PEM).unwrap();
         let ec_token = sign(&claims(), &ec, Algorithm::ES256, Some("e1"));
         assert!(check(&ec_token, &[jwk(&ec, Algorithm::ES256, "e1")], &expect()).is_ok());

@@ -34,6 +34,7 @@ impl fmt::Debug for SessionRecord {
             .field("access_token_expires_at", &self.access_token_expires_at)
             .field("created_at", &self.created_at)
             .field("last_active_at", &self.last_active_at)
+            .field("claims", &self.claims.keys().collect::<Vec<_>>())
             .finish()
     }
 }

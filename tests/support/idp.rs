@@ -255,6 +255,7 @@ async fn token(
                 let claims = json!({
                     "iss": state.issuer, "sub": SUBJECT, "aud": CLIENT_ID, "exp": now + 300,
                     "iat": now, "nonce": issued.nonce, "sid": sid,
+                    "email": "alice@example.com", "groups": ["admins", "dev"],
                 });
                 jsonwebtoken::encode(&header, &claims, &state.key).unwrap()
             };
