@@ -1,5 +1,6 @@
-//! The admin HTTP endpoint: `GET /healthz` (the process answers) and `GET /readyz` (the IdP has been
-//! discovered and the session store answers), for Kubernetes probes and the test harness.
+//! The admin HTTP endpoint: `GET /healthz` (the process answers), `GET /readyz` (the IdP has been
+//! discovered and the session store answers), for Kubernetes probes and the test harness, and
+//! `GET /metrics` (Prometheus text format).
 
 use std::sync::Arc;
 
@@ -30,9 +31,18 @@ async fn readyz(State(flow): State<Arc<Flow>>) -> (StatusCode, &'static str) {
     (StatusCode::OK, "ready\n")
 }
 
+async fn metrics(State(flow): State<Arc<Flow>>) -> ([(&'static str, &'static str); 1], String) {
+    let idp_ready = flow.provider().metadata().is_some();
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        flow.metrics().render(idp_ready),
+    )
+}
+
 pub fn router(flow: Arc<Flow>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(flow)
 }

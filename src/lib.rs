@@ -12,8 +12,8 @@
 //! - [`oidc`]: discovery, JWKS, ID-token and logout-token validation, the token endpoint.
 //! - [`session`]: session and pending-login records, sealed, over a narrow byte store (memory, Redis).
 //! - [`crypto`]: cookie MACs, record sealing, randomness; the only holder of key bytes.
-//! - [`config`], [`error`] (every failure mapped to an answer in one place), [`admin`],
-//!   [`telemetry`], [`server`] (wiring and `run`).
+//! - [`config`], [`error`] (every failure mapped to an answer in one place), [`admin`]
+//!   (health, readiness, [`metrics`]), [`telemetry`], [`server`] (wiring and `run`).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -23,6 +23,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod flow;
+pub mod metrics;
 pub mod oidc;
 pub mod secret;
 pub mod server;

@@ -442,3 +442,48 @@ async fn claims_reach_the_upstream_as_headers_and_client_copies_never_do() {
     assert!(removed.contains(&"x-user-phone".to_string()), "{removed:?}");
     authz.stop().await;
 }
+
+#[tokio::test]
+async fn the_admin_endpoint_reports_readiness_and_metrics() {
+    let (idp, authz, store) = setup("").await;
+    let mut browser = logged_in(&idp, &authz).await;
+    assert_eq!(browser.send(Req::navigate("/anything")).await.status(), 200);
+    let admin = format!("http://{}", authz.admin);
+    assert_eq!(
+        reqwest::get(format!("{admin}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "oidc_authz_checks_total{outcome=\"allow\"} 1",
+        "oidc_authz_checks_total{outcome=\"redirect\"} 2",
+        "oidc_authz_logins_total 1",
+        "oidc_authz_idp_ready 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing `{line}` in\n{metrics}"
+        );
+    }
+    assert!(
+        !metrics.contains("alice") && !metrics.contains("at-"),
+        "no user or token in metrics"
+    );
+    store.down.store(true, Ordering::SeqCst);
+    assert_eq!(
+        reqwest::get(format!("{admin}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    authz.stop().await;
+}

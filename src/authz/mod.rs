@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::Answer;
 use crate::flow::{Decision, Flow};
+use crate::metrics::CheckOutcome;
 
 pub use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 
@@ -37,7 +38,9 @@ impl Authorization for AuthzService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        let started = std::time::Instant::now();
         let view = request::request_view(request.into_inner(), self.trust_forwarded_headers);
+        let metrics = self.flow.metrics();
         let decision = match self.flow.check(&view).await {
             Ok(decision) => decision,
             Err(error) => match error.answer() {
@@ -52,11 +55,18 @@ impl Authorization for AuthzService {
                 }
                 Answer::CouldNotDecide => {
                     tracing::error!(method = %view.method, path = %view.path, %error, "could not decide; failing closed");
+                    metrics.record_check(CheckOutcome::Error, started.elapsed());
                     // No detail for the client: Envoy answers with its status_on_error.
                     return Err(Status::unavailable("oidc-authz could not decide"));
                 }
             },
         };
+        let outcome = match &decision {
+            Decision::Allow { .. } => CheckOutcome::Allow,
+            Decision::Redirect { .. } => CheckOutcome::Redirect,
+            Decision::Deny { .. } => CheckOutcome::Deny,
+        };
+        metrics.record_check(outcome, started.elapsed());
         Ok(Response::new(response::check_response(decision)))
     }
 }

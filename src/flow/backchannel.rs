@@ -43,6 +43,7 @@ impl Flow {
             .remember_logout_token(&claims.jti, remember_for)
             .await?;
         tracing::info!(sessions = ended, "back-channel logout");
+        self.metrics.record_backchannel_logout();
         Ok(Decision::Deny {
             status: 200,
             message: String::new(),

@@ -121,6 +121,7 @@ impl Flow {
             )
             .await?;
         tracing::info!(subject = %record.subject, "login completed, session created");
+        self.metrics.record_login();
 
         let cookie_value = cookie::sign(&self.keys, CookiePurpose::Session, &id.0);
         Ok(Decision::Redirect {

@@ -19,6 +19,7 @@ impl Flow {
         if let Some(found) = self.find_session(request, jar).await? {
             self.sessions.delete(&found.id).await?;
             tracing::info!(subject = %found.loaded.record.subject, "logged out");
+            self.metrics.record_rp_logout();
             id_token = found.loaded.record.id_token;
         }
         let post_logout = self.config.logout_redirect_uri.as_ref().map(|uri| {

@@ -24,6 +24,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::KeyRing;
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::oidc::IdentityProvider;
 use crate::session::Sessions;
 use cookies::CookieJar;
@@ -35,6 +36,7 @@ pub struct Flow {
     sessions: Sessions,
     provider: Arc<dyn IdentityProvider>,
     clock: Arc<dyn Clock>,
+    metrics: Metrics,
 }
 
 impl Flow {
@@ -51,7 +53,12 @@ impl Flow {
             sessions,
             provider,
             clock,
+            metrics: Metrics::default(),
         }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn sessions(&self) -> &Sessions {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{Flow, lifetime};
 use crate::crypto::random::random_bytes;
 use crate::error::Error;
+use crate::metrics::RefreshOutcome;
 use crate::secret::Secret;
 use crate::session::{SessionId, SessionRecord};
 
@@ -91,13 +92,19 @@ impl Flow {
         let refresh_token = Secret::new(record.refresh_token.clone());
         let tokens = match self.provider.refresh(&refresh_token).await {
             Ok(tokens) => tokens,
-            Err(error) if matches!(error, crate::oidc::TokenError::Rejected { .. }) => {
+            // The grant is dead (expired, revoked, reused): so is the session.
+            Err(error) if error.is_invalid_grant() => {
                 tracing::info!(subject = %record.subject, %error, "refresh refused; session ended");
+                self.metrics.record_refresh(RefreshOutcome::Refused);
                 self.sessions.delete(id).await?;
                 return Ok(Refreshed::Ended);
             }
-            // The IdP is down: keep the session so a later Check can try again, but do not allow.
-            Err(error) => return Err(Error::RefreshUnavailable(error)),
+            // The IdP is down, or refuses us as a client (a configuration problem, not the
+            // user's): keep the session so a later Check can succeed, but do not allow.
+            Err(error) => {
+                self.metrics.record_refresh(RefreshOutcome::Failed);
+                return Err(Error::RefreshUnavailable(error));
+            }
         };
         if let Some(id_token) = &tokens.id_token {
             match self.provider.verify_id_token(id_token, None).await {
@@ -107,6 +114,7 @@ impl Flow {
                 }
                 Ok(_) | Err(_) => {
                     tracing::warn!(subject = %record.subject, "refreshed ID token is invalid or for another subject; session ended");
+                    self.metrics.record_refresh(RefreshOutcome::Refused);
                     self.sessions.delete(id).await?;
                     return Ok(Refreshed::Ended);
                 }
@@ -123,6 +131,7 @@ impl Flow {
             .save(id, &record, lifetime::store_ttl(&record, now, &self.config))
             .await?;
         tracing::debug!(subject = %record.subject, "access token refreshed");
+        self.metrics.record_refresh(RefreshOutcome::Refreshed);
         Ok(Refreshed::Fresh(record))
     }
 }

@@ -1,0 +1,182 @@
+//! Prometheus metrics, kept as plain atomics (no registry, no locks on the hot path) and rendered
+//! in the text exposition format at the admin endpoint's `GET /metrics`. No label ever carries a
+//! user, a path or a token.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds, in seconds, of the Check latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 10] = [
+    0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+];
+
+/// How a Check ended.
+#[derive(Debug, Clone, Copy)]
+pub enum CheckOutcome {
+    Allow,
+    Redirect,
+    Deny,
+    /// Could not decide: Envoy's `status_on_error` applies.
+    Error,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum RefreshOutcome {
+    Refreshed,
+    /// The IdP refused (`invalid_grant`...): the session ended.
+    Refused,
+    /// The IdP was unreachable: the request failed closed.
+    Failed,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    checks: [AtomicU64; 4],
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_micros_sum: AtomicU64,
+    logins: AtomicU64,
+    refreshes: [AtomicU64; 3],
+    rp_logouts: AtomicU64,
+    backchannel_logouts: AtomicU64,
+}
+
+impl Metrics {
+    pub fn record_check(&self, outcome: CheckOutcome, took: Duration) {
+        self.checks[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        let seconds = took.as_secs_f64();
+        if let Some(bucket) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency_micros_sum
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn record_login(&self) {
+        self.logins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_refresh(&self, outcome: RefreshOutcome) {
+        self.refreshes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_rp_logout(&self) {
+        self.rp_logouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_backchannel_logout(&self) {
+        self.backchannel_logouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The text exposition format; `idp_ready` is read by the caller.
+    pub fn render(&self, idp_ready: bool) -> String {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP oidc_authz_checks_total Check calls by outcome."
+        );
+        let _ = writeln!(out, "# TYPE oidc_authz_checks_total counter");
+        for (index, name) in ["allow", "redirect", "deny", "error"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "oidc_authz_checks_total{{outcome=\"{name}\"}} {}",
+                load(&self.checks[index])
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP oidc_authz_check_duration_seconds Time to decide a Check."
+        );
+        let _ = writeln!(out, "# TYPE oidc_authz_check_duration_seconds histogram");
+        let mut cumulative = 0;
+        for (index, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += load(&self.latency_buckets[index]);
+            let _ = writeln!(
+                out,
+                "oidc_authz_check_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count: u64 = self.checks.iter().map(load).sum();
+        let _ = writeln!(
+            out,
+            "oidc_authz_check_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "oidc_authz_check_duration_seconds_sum {}",
+            load(&self.latency_micros_sum) as f64 / 1e6
+        );
+        let _ = writeln!(out, "oidc_authz_check_duration_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP oidc_authz_logins_total Logins completed (sessions created)."
+        );
+        let _ = writeln!(out, "# TYPE oidc_authz_logins_total counter");
+        let _ = writeln!(out, "oidc_authz_logins_total {}", load(&self.logins));
+        let _ = writeln!(
+            out,
+            "# HELP oidc_authz_refreshes_total Access-token refreshes by result."
+        );
+        let _ = writeln!(out, "# TYPE oidc_authz_refreshes_total counter");
+        for (index, name) in ["refreshed", "refused", "failed"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "oidc_authz_refreshes_total{{result=\"{name}\"}} {}",
+                load(&self.refreshes[index])
+            );
+        }
+        let _ = writeln!(out, "# HELP oidc_authz_logouts_total Logouts by kind.");
+        let _ = writeln!(out, "# TYPE oidc_authz_logouts_total counter");
+        let _ = writeln!(
+            out,
+            "oidc_authz_logouts_total{{kind=\"rp_initiated\"}} {}",
+            load(&self.rp_logouts)
+        );
+        let _ = writeln!(
+            out,
+            "oidc_authz_logouts_total{{kind=\"backchannel\"}} {}",
+            load(&self.backchannel_logouts)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP oidc_authz_idp_ready Whether IdP discovery has succeeded."
+        );
+        let _ = writeln!(out, "# TYPE oidc_authz_idp_ready gauge");
+        let _ = writeln!(out, "oidc_authz_idp_ready {}", u8::from(idp_ready));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_a_cumulative_histogram() {
+        let metrics = Metrics::default();
+        metrics.record_check(CheckOutcome::Allow, Duration::from_micros(50));
+        metrics.record_check(CheckOutcome::Allow, Duration::from_micros(700));
+        metrics.record_check(CheckOutcome::Error, Duration::from_secs(10));
+        metrics.record_login();
+        metrics.record_refresh(RefreshOutcome::Refused);
+        let text = metrics.render(true);
+        for line in [
+            "oidc_authz_checks_total{outcome=\"allow\"} 2",
+            "oidc_authz_checks_total{outcome=\"error\"} 1",
+            "oidc_authz_check_duration_seconds_bucket{le=\"0.0001\"} 1",
+            "oidc_authz_check_duration_seconds_bucket{le=\"0.001\"} 2",
+            "oidc_authz_check_duration_seconds_bucket{le=\"5\"} 2",
+            "oidc_authz_check_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "oidc_authz_check_duration_seconds_count 3",
+            "oidc_authz_logins_total 1",
+            "oidc_authz_refreshes_total{result=\"refused\"} 1",
+            "oidc_authz_idp_ready 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in\n{text}"
+            );
+        }
+    }
+}
