@@ -48,6 +48,13 @@ impl Flow {
                 if !form {
                     return Err(Error::CallbackIncomplete);
                 }
+                if request.body.is_empty() {
+                    // The most common form_post misconfiguration, worth a precise line.
+                    tracing::warn!(
+                        path = %request.path,
+                        "form_post callback arrived without a body: enable with_request_body on this route in Envoy's ext_authz per-route settings"
+                    );
+                }
                 parse_params(&request.body)
             }
             other => return Err(Error::MethodNotAllowed(other.to_owned())),
@@ -57,6 +64,12 @@ impl Flow {
                 // The login is over either way: do not let the state be used again.
                 self.sessions.take_pending(state).await?;
             }
+            // An OAuth error code is a short token of [A-Za-z0-9_]; anything else is not logged.
+            let error: String = error
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect();
             return Err(Error::IdpRefusedLogin { error });
         }
         let (Some(state), Some(code)) = (params.state, params.code) else {
