@@ -1,9 +1,43 @@
 // A scripted HTTP client for the e2e tests: its own cookie jar, no automatic redirects (each hop is
 // recorded and can be inspected), a hard timeout per request, and small HTML form helpers.
+//
+// Only loopback addresses are ever contacted: 127.0.0.0/8, [::1], localhost and *.localhost (RFC 6761;
+// the compose stack's Keycloak is http://keycloak.localhost:8081). Names under .localhost are
+// resolved to 127.0.0.1 here, without DNS or /etc/hosts, like Chromium does; any other host name is
+// refused before a connection is made.
 import crypto from 'node:crypto';
 import http from 'node:http';
+import net from 'node:net';
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
+/** True for loopback hosts: 127.0.0.0/8, ::1 (also as [::1]), localhost and *.localhost. */
+export function isLoopbackHost(hostname) {
+  const h = String(hostname).toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (net.isIPv4(h)) return h.split('.')[0] === '127';
+  if (net.isIPv6(h)) {
+    if (h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+    const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
+    return Boolean(m && m[1].split('.')[0] === '127');
+  }
+  return false;
+}
+
+/** dns.lookup replacement for http.request: localhost and *.localhost -> 127.0.0.1; nothing else. */
+export function loopbackLookup(hostname, options, callback) {
+  if (typeof options === 'function') { callback = options; options = {}; }
+  const h = String(hostname).toLowerCase().replace(/\.$/, '');
+  if (h === 'localhost' || h.endsWith('.localhost')) {
+    if (options?.all) callback(null, [{ address: '127.0.0.1', family: 4 }]);
+    else callback(null, '127.0.0.1', 4);
+    return;
+  }
+  const err = new Error(`refusing to resolve ${hostname}: the e2e tests only contact loopback addresses`);
+  err.code = 'ENOTFOUND';
+  callback(err);
+}
+
+// Hosts on which Secure cookies are kept over plain http (Chromium treats them as secure contexts).
+const LOOPBACK = { has: (host) => isLoopbackHost(host) };
 
 /** RFC 6265-ish cookie jar. Keeps `Secure` cookies for loopback hosts over http (like Chromium). */
 export class CookieJar {
@@ -96,8 +130,12 @@ export class CookieJar {
 /** One request, no redirects followed. Resolves to { status, headers, setCookies, body, url }. */
 export function rawRequest(url, { method = 'GET', headers = {}, body, timeoutMs = 15000 } = {}) {
   url = new URL(url);
+  if (url.protocol !== 'http:') return Promise.reject(new Error(`refusing ${url.href}: the e2e client speaks plain http only`));
+  if (!isLoopbackHost(url.hostname)) {
+    return Promise.reject(new Error(`refusing a request to ${url.href}: the e2e tests only contact loopback addresses`));
+  }
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers, agent: false, timeout: timeoutMs }, (res) => {
+    const req = http.request(url, { method, headers, agent: false, timeout: timeoutMs, lookup: loopbackLookup }, (res) => {
       const chunks = [];
       res.on('data', (d) => chunks.push(d));
       res.on('end', () => {
@@ -165,24 +203,113 @@ export class Client {
   visited() { return this.history.map((h) => h.url).concat(this.history.map((h) => h.location).filter(Boolean)); }
 }
 
-/** Parses the first <form> in an HTML page: { action, method, inputs: {name: value} }. */
-export function parseForm(html, baseUrl) {
-  const m = /<form\b([^>]*)>([\s\S]*?)<\/form>/i.exec(html);
-  if (!m) return null;
-  const attr = (s, n) => {
-    const r = new RegExp(`\\b${n}\\s*=\\s*("([^"]*)"|'([^']*)'|([^\\s>]+))`, 'i').exec(s);
-    return r ? decodeEntities(r[2] ?? r[3] ?? r[4]) : null;
-  };
-  const inputs = {};
-  for (const im of m[2].matchAll(/<input\b([^>]*)>/gi)) {
-    const name = attr(im[1], 'name');
-    if (name) inputs[name] = attr(im[1], 'value') ?? '';
+// ---------------------------------------------------------------- HTML forms
+
+const TAG = /<(\/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[^\s"'>\/=]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*)\s*\/?>/g;
+const ATTR = /([^\s"'>\/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?/g;
+
+function parseAttrs(s) {
+  const a = {};
+  for (const m of s.matchAll(ATTR)) {
+    const k = m[1].toLowerCase();
+    if (!(k in a)) a[k] = decodeEntities(m[2] ?? m[3] ?? m[4] ?? '');
   }
-  return {
-    action: new URL(attr(m[1], 'action') ?? '', baseUrl).href,
-    method: (attr(m[1], 'method') ?? 'get').toUpperCase(),
-    inputs,
-  };
+  return a;
+}
+
+const NOT_SENT_BY_DEFAULT = new Set(['submit', 'image', 'reset', 'button', 'file']);
+const SUBMIT_TYPES = new Set(['submit', 'image']);
+
+/**
+ * Parses every <form> of an HTML page, like a browser builds its form list (comments, <script>,
+ * <style> ignored; a <form> inside an open form ignored; controls outside a form attached through
+ * their form="id" attribute). Each form:
+ *   { id, name, action (absolute), method ('GET'|'POST'), inputs, controls }
+ * inputs   what form.submit() sends (the auto-submitting form_post and logout pages): every named,
+ *          enabled control except buttons and unchecked checkboxes/radios, {name: value}
+ * controls every control: { tag, type, name, value, id, checked, disabled, attrs }
+ */
+export function parseForms(html, baseUrl) {
+  const text = String(html)
+    .replace(/<!--[\s\S]*?-->/g, '')
+    .replace(/<(script|style)\b[^>]*>[\s\S]*?<\/\1\s*>/gi, '');
+  const forms = [];
+  const orphans = [];
+  let open = null;
+  for (const m of text.matchAll(TAG)) {
+    const [, close, rawTag, rawAttrs] = m;
+    const tag = rawTag.toLowerCase();
+    if (tag === 'form') {
+      if (close) { open = null; continue; }
+      if (open) continue; // nested <form>: browsers ignore it
+      const a = parseAttrs(rawAttrs);
+      open = {
+        id: a.id ?? null,
+        name: a.name ?? null,
+        action: new URL(a.action ? a.action : baseUrl, baseUrl).href,
+        method: (a.method ?? 'get').toUpperCase() === 'POST' ? 'POST' : 'GET',
+        controls: [],
+      };
+      forms.push(open);
+      continue;
+    }
+    if (close || !['input', 'button', 'textarea'].includes(tag)) continue;
+    const a = parseAttrs(rawAttrs);
+    let value = a.value ?? '';
+    if (tag === 'textarea') {
+      const endIdx = text.toLowerCase().indexOf('</textarea', m.index + m[0].length);
+      value = decodeEntities(text.slice(m.index + m[0].length, endIdx < 0 ? undefined : endIdx));
+    }
+    const type = tag === 'input' ? (a.type ?? 'text').toLowerCase()
+      : tag === 'button' ? (a.type ?? 'submit').toLowerCase() : 'textarea';
+    if (tag === 'input' && (type === 'checkbox' || type === 'radio') && a.value === undefined) value = 'on';
+    const control = {
+      tag, type, name: a.name ?? null, value, id: a.id ?? null,
+      checked: 'checked' in a, disabled: 'disabled' in a, attrs: a,
+    };
+    if (a.form) orphans.push([a.form, control]);
+    else if (open) open.controls.push(control);
+  }
+  for (const [formId, control] of orphans) forms.find((f) => f.id === formId)?.controls.push(control);
+  for (const f of forms) f.inputs = formData(f);
+  return forms;
+}
+
+/** Parses the first <form> of an HTML page (see parseForms), or null. */
+export function parseForm(html, baseUrl) {
+  return parseForms(html, baseUrl)[0] ?? null;
+}
+
+/** The submit controls of a form (<input type=submit|image>, <button> without type or type=submit). */
+export function submitButtons(form) {
+  return form.controls.filter((c) => !c.disabled && SUBMIT_TYPES.has(c.type));
+}
+
+/**
+ * The data a browser sends for a form: the successful controls, values overridden by `values`,
+ * plus the submitter's name=value when a named button is clicked (submitter: a control, or true
+ * for the first submit button; none for a script's form.submit()).
+ */
+export function formData(form, { values = {}, submitter } = {}) {
+  const out = {};
+  for (const c of form.controls) {
+    if (!c.name || c.disabled || NOT_SENT_BY_DEFAULT.has(c.type)) continue;
+    if ((c.type === 'checkbox' || c.type === 'radio') && !c.checked) continue;
+    out[c.name] = c.value;
+  }
+  Object.assign(out, values);
+  const s = submitter === true ? submitButtons(form)[0] : submitter;
+  if (s?.name) out[s.name] = s.value;
+  return out;
+}
+
+/** Submits a form like a browser (GET: data in the query; POST: urlencoded body). */
+export function submitForm(client, form, opts = {}) {
+  const data = formData(form, opts);
+  if (form.method === 'POST') return client.post(form.action, data);
+  const u = new URL(form.action);
+  u.search = new URLSearchParams(data).toString();
+  return client.get(u);
 }
 
 export function decodeEntities(s) {

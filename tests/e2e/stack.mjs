@@ -8,6 +8,10 @@
 //
 //   node tests/e2e/stack.mjs --demo     # fixed ports: Envoy 8000, oidc-authz 9191/9192, IdP 9000,
 //                                       # httpbin 8080, redis 6390; Ctrl-C stops everything
+//   node tests/e2e/stack.mjs --check-target   # E2E_TARGET=compose: is the running stack reachable?
+//
+// With E2E_TARGET=compose (or external, see target.mjs) the scenarios call attachStack() instead:
+// the same fields (envoyUrl(), urls, discovery(), user, logFile()…) for a stack that already runs.
 //
 // Environment: OIDC_AUTHZ_BIN (default target/debug/oidc-authz), ENVOY_BIN (default .venv/bin/envoy),
 // HTTPBIN_PYTHON (default /usr/bin/python3, which has Debian's python3-httpbin), REDIS_SERVER
@@ -20,6 +24,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startIdp } from './idp.mjs';
 import { rawRequest } from './client.mjs';
+import { TARGET, TARGET_PROFILE, unavailableError } from './target.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, '..', '..');
@@ -318,6 +323,10 @@ async function startStackOnce(opts) {
     logDir,
     ports,
     procs,
+    attached: false,
+    target: 'local',
+    capabilities: { processControl: true, idpStats: true },
+    user: { login: 'alice', password: 'wonderland' },
     options: { sessionStorage, responseMode, pkce, clientAuth, accessTokenTtl },
     urls: {
       envoy: envoyBase,
@@ -330,6 +339,11 @@ async function startStackOnce(opts) {
     envoyUrl: (p = '/') => new URL(p, envoyBase).href,
     idpUrl: (p = '/') => new URL(p, `http://${idpHost}:${ports.idp}`).href,
     get idp() { return idp; },
+    /** The IdP's discovery document (fetched once). */
+    discovery: () => {
+      stack.discoveryPromise ??= fetchDiscovery(stack.urls.idp);
+      return stack.discoveryPromise;
+    },
     idpStats: () => idp.stats(),
     resetIdpStats: () => idp.resetStats(),
     logFile,
@@ -462,6 +476,95 @@ async function startStackOnce(opts) {
   return stack;
 }
 
+// ---------------------------------------------------------------- attach (E2E_TARGET=compose)
+
+async function fetchDiscovery(issuer) {
+  const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+  const r = await rawRequest(url, { timeoutMs: 10000 });
+  if (r.status !== 200) throw new Error(`GET ${url}: ${r.status}`);
+  const meta = JSON.parse(r.body);
+  if (meta.issuer !== issuer) throw new Error(`${url}: issuer is ${meta.issuer}, expected ${issuer}`);
+  return meta;
+}
+
+/**
+ * Finds the IdP behind an attached stack: the authorization endpoint is where Envoy sends a browser
+ * without a session; the issuer is the longest prefix of its path whose discovery document names
+ * exactly that authorization endpoint (oidc-provider: /auth under the issuer; Keycloak:
+ * /realms/<realm>/protocol/openid-connect/auth).
+ */
+async function discoverIssuer(envoyBase) {
+  const start = new URL('/anything?e2e-discover-issuer=1', envoyBase).href;
+  const r = await rawRequest(start, { headers: { accept: 'text/html' }, timeoutMs: 10000 });
+  if (r.status !== 302 || !r.headers.location) {
+    throw new Error(`GET ${start} without a session: expected 302 to the IdP, got ${r.status} ${r.headers.location ?? ''} ${r.body.slice(0, 200)}`);
+  }
+  const auth = new URL(r.headers.location, start);
+  const endpoint = `${auth.origin}${auth.pathname}`;
+  const segs = auth.pathname.split('/').filter(Boolean);
+  const tried = [];
+  for (let n = segs.length - 1; n >= 0; n--) {
+    const issuer = `${auth.origin}${n ? `/${segs.slice(0, n).join('/')}` : ''}`;
+    tried.push(issuer);
+    try {
+      const meta = await fetchDiscovery(issuer);
+      if (meta.authorization_endpoint === endpoint) return meta;
+    } catch { /* not this prefix */ }
+  }
+  throw new Error(`no discovery document names ${endpoint} (tried the issuers ${tried.join(', ')}); set E2E_ISSUER`);
+}
+
+let attachInfo = null;
+/** Readiness of the attached stack and its IdP's discovery document (once per process, bounded). */
+function attached() {
+  attachInfo ??= (async () => {
+    trace(`attach: ${JSON.stringify({ ...TARGET, user: { login: TARGET.user.login } })}`);
+    await waitFor(`oidc-authz ${TARGET.authzAdminUrl}/readyz (E2E_TARGET=${TARGET.name})`,
+      () => httpOk(`${TARGET.authzAdminUrl}/readyz`), { intervalMs: 500 });
+    const meta = TARGET.issuer ? await fetchDiscovery(TARGET.issuer) : await discoverIssuer(TARGET.envoyUrl);
+    return { meta };
+  })();
+  return attachInfo;
+}
+
+/**
+ * The running stack named by E2E_TARGET (no process is started or stopped). Same fields as a
+ * startStack() stack for everything that is plain HTTP; process control and the test IdP's
+ * /__stats throw (the scenarios that need them are skipped, see target.mjs skipReason()).
+ */
+export async function attachStack({ name = `attached-${process.pid}` } = {}) {
+  if (!TARGET.attached) throw new Error('attachStack() needs E2E_TARGET=compose (or external)');
+  const { meta } = await attached();
+  const logDir = path.join(ARTIFACTS, 'logs', name);
+  fs.rmSync(logDir, { recursive: true, force: true });
+  fs.mkdirSync(logDir, { recursive: true });
+  const logFile = (prog) => path.join(logDir, `${prog}.log`);
+  const envoyBase = TARGET.envoyUrl;
+  const notHere = (need) => () => { throw unavailableError(need); };
+  return {
+    name,
+    logDir,
+    attached: true,
+    target: TARGET.name,
+    capabilities: { processControl: false, idpStats: false },
+    user: { ...TARGET.user },
+    options: { ...TARGET_PROFILE },
+    urls: { envoy: envoyBase, authzAdmin: TARGET.authzAdminUrl, idp: meta.issuer },
+    envoyUrl: (p = '/') => new URL(p, envoyBase).href,
+    idpUrl: (p = '/') => new URL(p, meta.issuer).href,
+    discovery: async () => meta,
+    logFile,
+    logTail: (prog) => `(${prog} runs outside the harness with E2E_TARGET=${TARGET.name}: see its own logs, `
+      + `e.g. docker compose logs ${prog === 'oidc-authz' ? 'oidc-authz' : prog})`,
+    idpStats: notHere('test IdP'),
+    resetIdpStats: notHere('test IdP'),
+    startRedis: notHere('process control'),
+    stopRedis: notHere('process control'),
+    restartAuthz: notHere('process control'),
+    async stop() { /* not ours */ },
+  };
+}
+
 // ---------------------------------------------------------------- demo
 
 async function demo() {
@@ -505,7 +608,23 @@ Open http://127.0.0.1:8000/anything?hello=world — log in as alice / wonderland
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  if (process.argv.includes('--demo')) {
+  if (process.argv.includes('--check-target')) {
+    // Says which target the tests will use; for an attached one, checks it answers (bounded).
+    if (!TARGET.attached) {
+      console.log('e2e target: local (the harness starts every program itself)');
+    } else {
+      attachStack({ name: 'check-target' }).then((s) => {
+        console.log(`e2e target: E2E_TARGET=${TARGET.name}, attached to the running stack:\n`
+          + `  Envoy        ${s.urls.envoy}\n  oidc-authz   ${s.urls.authzAdmin}/readyz: 200\n`
+          + `  IdP issuer   ${s.urls.idp}\n  user         ${s.user.login}\n`
+          + `  assumed oidc-authz config: ${JSON.stringify(s.options)}`);
+        process.exit(0);
+      }, (err) => {
+        console.error(`e2e target E2E_TARGET=${TARGET.name} is not usable: ${err.message}`);
+        process.exit(1);
+      });
+    }
+  } else if (process.argv.includes('--demo')) {
     for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { killAllSync(); process.exit(1); });
     demo().catch((err) => {
       console.error(`demo failed: ${err.message}`);
@@ -513,7 +632,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       process.exit(1);
     });
   } else {
-    console.error('usage: node tests/e2e/stack.mjs --demo');
+    console.error('usage: node tests/e2e/stack.mjs --demo | --check-target');
     process.exit(2);
   }
 }
