@@ -9,14 +9,15 @@ use tokio::net::TcpListener;
 
 use crate::authz::{AuthorizationServer, AuthzService};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, SessionStorage};
+use crate::config::{Config, RedisMode, SessionStorage};
 use crate::crypto::KeyRing;
 use crate::flow::Flow;
 use crate::oidc::IdentityProvider;
 use crate::oidc::provider::{Provider, ProviderSettings};
 use crate::oidc::token::ClientCredentials;
+use crate::secret::Secret;
 use crate::session::memory::MemoryStore;
-use crate::session::redis::RedisStore;
+use crate::session::redis::{RedisStore, RedisTopology};
 use crate::session::{SessionStore, Sessions};
 
 /// The assembled service.
@@ -47,12 +48,33 @@ impl App {
         provider.spawn_discovery();
         let store: Arc<dyn SessionStore> = match &config.session_storage {
             SessionStorage::Memory => Arc::new(MemoryStore::new()),
-            SessionStorage::Redis(redis) => Arc::new(RedisStore::new(
-                redis.url.expose(),
-                &redis.key_prefix,
-                redis.pool_size,
-                redis.command_timeout,
-            )?),
+            SessionStorage::Redis(redis) => {
+                let exposed =
+                    |urls: &[Secret]| urls.iter().map(|u| u.expose().to_owned()).collect();
+                let topology = match &redis.mode {
+                    RedisMode::Single { url } => RedisTopology::Single {
+                        url: url.expose().to_owned(),
+                    },
+                    RedisMode::Cluster { urls } => RedisTopology::Cluster {
+                        urls: exposed(urls),
+                    },
+                    RedisMode::Sentinel {
+                        urls,
+                        master_name,
+                        db,
+                    } => RedisTopology::Sentinel {
+                        urls: exposed(urls),
+                        master_name: master_name.clone(),
+                        db: *db,
+                    },
+                };
+                Arc::new(RedisStore::with_topology(
+                    &topology,
+                    &redis.key_prefix,
+                    redis.pool_size,
+                    redis.command_timeout,
+                )?)
+            }
         };
         Self::assemble(config, store, provider, clock)
     }

@@ -1,10 +1,12 @@
 //! The `SessionStore` conformance suite: one set of cases (`suite`), run against every store
-//! implementation (`memory::*`, `redis::*`), plus Redis-only cases for what only a networked store
-//! can do wrong (key prefixes, an unreachable or hung server, a server restarted under the pool).
+//! implementation (`memory::*`, and `RedisStore` against one server `redis::*`, a Redis Cluster
+//! `cluster::*` and a Sentinel-watched master `sentinel::*`), plus Redis-only cases for what only a
+//! networked store can do wrong (key prefixes, an unreachable or hung server, a server restarted
+//! under the pool).
 //!
-//! The Redis cases start their own `redis-server` on a free loopback port (never the system
-//! instance) and kill it when done. They FAIL, not skip, when `redis-server` is not on PATH:
-//! `scripts/install-deps` installs it.
+//! The Redis cases start their own `redis-server`s on free loopback ports (never the system
+//! instance) and kill them when done. They FAIL, not skip, when `redis-server` or `redis-cli` is not
+//! on PATH: `scripts/install-deps` installs them.
 //!
 //! Time: the memory store reads `tokio::time::Instant`, so its cases run on a paused clock and
 //! `sleep` advances instantly; the Redis cases use real, short TTLs.
@@ -17,9 +19,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oidc_authz::session::memory::MemoryStore;
-use oidc_authz::session::redis::RedisStore;
+use oidc_authz::session::redis::{RedisStore, RedisTopology};
 use oidc_authz::session::store::{SessionStore, StoreError};
-use support::redis::{REDIS_COMMAND_TIMEOUT, RedisServer, free_port, shared_redis};
+use support::redis::{
+    REDIS_COMMAND_TIMEOUT, RedisServer, SENTINEL_MASTER_NAME, command, commands, free_port,
+    shared_cluster, shared_redis, shared_sentinel,
+};
 
 /// TTLs for one store: `short` is what the expiry cases wait out, `long` never expires during a test.
 #[derive(Clone, Copy)]
@@ -388,7 +393,8 @@ mod suite {
     }
 }
 
-/// Generates `memory::<case>` and `redis::<case>` for every case of the suite.
+/// Generates `memory::<case>`, `redis::<case>` (one server), `cluster::<case>` (a three-master Redis
+/// Cluster) and `sentinel::<case>` (a master found through Sentinel) for every case of the suite.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -408,6 +414,27 @@ macro_rules! conformance {
                     let server = super::shared_redis();
                     // Each case has its own prefix, so cases sharing the server cannot collide.
                     let store = server.store(concat!("conformance:", stringify!($case), ":"));
+                    super::suite::$case(store, super::REDIS_TIMING).await;
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let cluster = super::shared_cluster();
+                    // Prefixes differ per case, so the cases' keys spread over the three masters.
+                    let store = cluster.store(concat!("conformance:", stringify!($case), ":"));
+                    super::suite::$case(store, super::REDIS_TIMING).await;
+                }
+            )*
+        }
+        mod sentinel {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let setup = super::shared_sentinel();
+                    let store = setup.store(concat!("conformance:", stringify!($case), ":"));
                     super::suite::$case(store, super::REDIS_TIMING).await;
                 }
             )*
@@ -582,4 +609,102 @@ async fn redis_restart_is_survived() {
     store.ping().await.expect("ping after restart");
     store.add_to_set("s", "m", ttl).await.unwrap();
     assert_eq!(store.take_set("s").await.unwrap(), ["m"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis Cluster and Sentinel only.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_keys_spread_over_every_master() {
+    let cluster = shared_cluster();
+    let store = cluster.store("spread:");
+    let ttl = Duration::from_secs(60);
+    // 40 keys of each kind land on all three masters (16384 slots split in three).
+    for i in 0..40u8 {
+        bounded("put", store.put(&format!("k{i}"), vec![i], ttl))
+            .await
+            .expect("put");
+        bounded("add_to_set", store.add_to_set(&format!("s{i}"), "m", ttl))
+            .await
+            .expect("add_to_set");
+    }
+    for node in &cluster.nodes {
+        let keys = command(node.port, &["DBSIZE"]).expect("DBSIZE");
+        let count: u64 = keys[0].parse().expect("a number");
+        assert!(count > 0, "the master on {} holds no keys", node.port);
+    }
+    for i in 0..40u8 {
+        assert_eq!(
+            bounded("take", store.take(&format!("k{i}"))).await.unwrap(),
+            Some(vec![i])
+        );
+        assert_eq!(
+            bounded("take_set", store.take_set(&format!("s{i}")))
+                .await
+                .unwrap(),
+            ["m"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_unreachable_is_unavailable_quickly() {
+    let timeout = Duration::from_millis(300);
+    let urls = vec![
+        format!("redis://127.0.0.1:{}", free_port()),
+        format!("redis://127.0.0.1:{}", free_port()),
+    ];
+    let store = RedisStore::with_topology(&RedisTopology::Cluster { urls }, "c:", 4, timeout)
+        .expect("the pool connects lazily");
+    every_operation_is_unavailable(&store, timeout, "no cluster node listens").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_store_writes_to_the_master_in_its_db() {
+    let setup = shared_sentinel();
+    let topology = RedisTopology::Sentinel {
+        urls: setup.urls(),
+        master_name: SENTINEL_MASTER_NAME.into(),
+        db: 3,
+    };
+    let store = RedisStore::with_topology(&topology, "db3:", 4, REDIS_COMMAND_TIMEOUT).unwrap();
+    bounded(
+        "put",
+        store.put("k", b"v".to_vec(), Duration::from_secs(60)),
+    )
+    .await
+    .expect("put");
+    let replies = commands(
+        setup.master.port,
+        &[
+            &["SELECT", "3"],
+            &["GET", "db3:k"],
+            &["SELECT", "0"],
+            &["EXISTS", "db3:k"],
+        ],
+    )
+    .expect("the master answers");
+    assert_eq!(replies[1], ["v"], "written to db 3 of the master");
+    assert_eq!(replies[3], ["0"], "not to db 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_problems_are_unavailable_quickly() {
+    let setup = shared_sentinel();
+    let timeout = Duration::from_millis(300);
+    let unknown_master = RedisTopology::Sentinel {
+        urls: setup.urls(),
+        master_name: "no-such-master".into(),
+        db: 0,
+    };
+    let store = RedisStore::with_topology(&unknown_master, "s:", 4, timeout).unwrap();
+    every_operation_is_unavailable(&store, timeout, "unknown master name").await;
+
+    let no_sentinel = RedisTopology::Sentinel {
+        urls: vec![format!("redis://127.0.0.1:{}", free_port())],
+        master_name: SENTINEL_MASTER_NAME.into(),
+        db: 0,
+    };
+    let store = RedisStore::with_topology(&no_sentinel, "s:", 4, timeout).unwrap();
+    every_operation_is_unavailable(&store, timeout, "no sentinel listens").await;
 }

@@ -193,6 +193,112 @@ fn secret_text(reader: &mut Reader, key: &str) -> Option<String> {
     }
 }
 
+/// `redis.url`, `redis.cluster_urls` or `redis.sentinel`: exactly one when `required` (session
+/// storage is Redis); each is checked whenever given. URLs are never echoed: they may hold passwords.
+fn redis_mode(reader: &mut Reader, required: bool) -> Option<RedisMode> {
+    // Given at all, even if malformed (that has its own error): counts towards "exactly one".
+    let present = ["url", "cluster_urls", "sentinel"].map(|key| reader.value(key).is_some());
+    let url = reader.string("url");
+    if let Some(url) = &url
+        && !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://")
+            || url.starts_with("unix://"))
+    {
+        reader.error("url", "must start with redis://, rediss:// or unix://");
+    }
+    let cluster_urls = reader
+        .string_list("cluster_urls")
+        .map(|urls| node_urls(reader, "cluster_urls", urls, true));
+    let sentinel = reader.mapping("sentinel").map(|map| {
+        let mut sentinel = Reader::new(Some(map), &reader.path("sentinel"), reader.errors);
+        let urls = match sentinel.string_list("urls") {
+            Some(urls) => node_urls(&mut sentinel, "urls", urls, false),
+            None => {
+                sentinel.error(
+                    "urls",
+                    "required: the sentinels, like [redis://127.0.0.1:26379]",
+                );
+                Vec::new()
+            }
+        };
+        let master_name = sentinel.string("master_name").unwrap_or_default();
+        if master_name.is_empty() {
+            sentinel.error(
+                "master_name",
+                "required: the name the sentinels monitor the master under",
+            );
+        }
+        let db = sentinel.u64_or("db", 0);
+        let db = i64::try_from(db).unwrap_or_else(|_| {
+            sentinel.error("db", "is too large");
+            0
+        });
+        sentinel.finish();
+        RedisMode::Sentinel {
+            urls,
+            master_name,
+            db,
+        }
+    });
+
+    let given: Vec<&str> = ["url", "cluster_urls", "sentinel"]
+        .into_iter()
+        .zip(present)
+        .filter_map(|(key, present)| present.then_some(key))
+        .collect();
+    if given.len() > 1 {
+        for key in &given[1..] {
+            reader.error(
+                key,
+                format!(
+                    "conflicts with {}; set exactly one of redis.url, redis.cluster_urls, redis.sentinel",
+                    reader.path(given[0])
+                ),
+            );
+        }
+        return None;
+    }
+    if required && given.is_empty() {
+        reader.error(
+            "url",
+            "required when session_storage is redis (or redis.cluster_urls, or redis.sentinel)",
+        );
+    }
+    url.map(|url| RedisMode::Single {
+        url: Secret::new(url),
+    })
+    .or(cluster_urls.map(|urls| RedisMode::Cluster { urls }))
+    .or(sentinel)
+}
+
+/// The nodes of a cluster or the sentinels: at least one `redis://host:port` (or `rediss://`). A
+/// cluster has only database 0.
+fn node_urls(reader: &mut Reader, key: &str, urls: Vec<String>, cluster: bool) -> Vec<Secret> {
+    if urls.is_empty() {
+        reader.error(key, "must list at least one redis://host:port");
+    }
+    for (index, text) in urls.iter().enumerate() {
+        let problem = match Url::parse(text) {
+            Ok(url) if !matches!(url.scheme(), "redis" | "rediss") || url.host().is_none() => {
+                Some("must be a redis://host:port or rediss://host:port URL")
+            }
+            Ok(url) if cluster && !matches!(url.path(), "" | "/" | "/0") => {
+                Some("a Redis Cluster has only database 0: leave the path empty")
+            }
+            Ok(url) if url.query().is_some() || url.fragment().is_some() => {
+                Some("takes no query or fragment")
+            }
+            Ok(_) => None,
+            Err(_) => Some("is not a URL like redis://127.0.0.1:6379"),
+        };
+        if let Some(problem) = problem {
+            reader.error(&format!("{key}[{index}]"), problem);
+        }
+    }
+    urls.into_iter().map(Secret::new).collect()
+}
+
 fn path_key(reader: &mut Reader, key: &str, default: Option<&str>) -> Option<String> {
     let path = reader.string(key).or(default.map(str::to_owned))?;
     if path.is_empty() {
@@ -450,26 +556,15 @@ fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     let redis_map = reader.mapping("redis");
     let session_storage = {
         let mut redis_reader = Reader::new(redis_map, "redis", reader.errors);
-        let url = redis_reader.string("url");
+        let mode = redis_mode(&mut redis_reader, storage_kind);
         let key_prefix = redis_reader.string_or("key_prefix", "oidc-authz:");
         let pool_size = redis_reader.u64_or("pool_size", 16).max(1) as usize;
         let command_timeout =
             Duration::from_millis(redis_reader.u64_or("command_timeout_ms", 1000));
-        if storage_kind && url.is_none() {
-            redis_reader.error("url", "required when session_storage is redis");
-        }
-        if let Some(url) = &url
-            && !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("redis+unix://")
-                || url.starts_with("unix://"))
-        {
-            redis_reader.error("url", "must start with redis://, rediss:// or unix://");
-        }
         redis_reader.finish();
-        match (storage_kind, url) {
-            (true, Some(url)) => SessionStorage::Redis(RedisConfig {
-                url: Secret::new(url),
+        match (storage_kind, mode) {
+            (true, Some(mode)) => SessionStorage::Redis(RedisConfig {
+                mode,
                 key_prefix,
                 pool_size,
                 command_timeout,
@@ -787,14 +882,201 @@ sesion_secret: x
         assert_eq!(config.scopes, ["openid", "email"]);
         assert!(!config.preserve_query_args);
         match config.session_storage {
-            SessionStorage::Redis(redis) => {
-                assert_eq!(redis.url.expose(), "redis://127.0.0.1:6390/0")
-            }
+            SessionStorage::Redis(RedisConfig {
+                mode: RedisMode::Single { url },
+                ..
+            }) => assert_eq!(url.expose(), "redis://127.0.0.1:6390/0"),
             other => panic!("expected redis, got {other:?}"),
         }
         assert_eq!(
             warnings,
             ["ignored OIDC_AUTHZ_BINARY: `binary` is not a config key"]
+        );
+    }
+
+    fn redis_mode(yaml: &str, env_pairs: &[(&str, &str)]) -> RedisConfig {
+        let yaml = format!("{MINIMAL}session_storage: redis\n{yaml}");
+        match load_from_str(&yaml, "test.yaml", env(env_pairs))
+            .unwrap()
+            .0
+            .session_storage
+        {
+            SessionStorage::Redis(redis) => redis,
+            other => panic!("expected redis, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn redis_cluster_and_sentinel_are_read() {
+        let redis = redis_mode(
+            "redis:\n  cluster_urls: [redis://127.0.0.1:7000, 'redis://:pw@127.0.0.1:7001']\n  key_prefix: 'p:'\n  pool_size: 4\n  command_timeout_ms: 250\n",
+            &[],
+        );
+        match &redis.mode {
+            RedisMode::Cluster { urls } => assert_eq!(
+                urls.iter().map(Secret::expose).collect::<Vec<_>>(),
+                ["redis://127.0.0.1:7000", "redis://:pw@127.0.0.1:7001"]
+            ),
+            other => panic!("expected cluster, got {other:?}"),
+        }
+        assert_eq!(
+            (redis.key_prefix.as_str(), redis.pool_size),
+            ("p:", 4),
+            "the shared keys apply to every mode"
+        );
+        assert_eq!(redis.command_timeout, Duration::from_millis(250));
+        assert!(!format!("{redis:?}").contains("pw"), "URLs are redacted");
+
+        let redis = redis_mode(
+            "redis:\n  sentinel:\n    urls: [redis://127.0.0.1:26379, redis://127.0.0.1:26380]\n    master_name: mymaster\n    db: 2\n",
+            &[],
+        );
+        match &redis.mode {
+            RedisMode::Sentinel {
+                urls,
+                master_name,
+                db,
+            } => {
+                assert_eq!(urls.len(), 2);
+                assert_eq!((master_name.as_str(), *db), ("mymaster", 2));
+            }
+            other => panic!("expected sentinel, got {other:?}"),
+        }
+        assert_eq!(redis.key_prefix, "oidc-authz:");
+        assert_eq!(redis.pool_size, 16);
+        let redis = redis_mode(
+            "redis:\n  sentinel: { urls: [redis://127.0.0.1:26379], master_name: m }\n",
+            &[],
+        );
+        assert!(matches!(redis.mode, RedisMode::Sentinel { db: 0, .. }));
+    }
+
+    #[test]
+    fn redis_cluster_and_sentinel_come_from_the_environment() {
+        let redis = redis_mode(
+            "",
+            &[(
+                "OIDC_AUTHZ_REDIS__CLUSTER_URLS",
+                "redis://127.0.0.1:7000,redis://127.0.0.1:7001",
+            )],
+        );
+        match &redis.mode {
+            RedisMode::Cluster { urls } => assert_eq!(
+                urls.iter().map(Secret::expose).collect::<Vec<_>>(),
+                ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+            ),
+            other => panic!("expected cluster, got {other:?}"),
+        }
+        let redis = redis_mode(
+            "",
+            &[
+                (
+                    "OIDC_AUTHZ_REDIS__SENTINEL__URLS",
+                    "redis://127.0.0.1:26379,redis://127.0.0.1:26380",
+                ),
+                ("OIDC_AUTHZ_REDIS__SENTINEL__MASTER_NAME", "mymaster"),
+                ("OIDC_AUTHZ_REDIS__SENTINEL__DB", "3"),
+            ],
+        );
+        match &redis.mode {
+            RedisMode::Sentinel {
+                urls,
+                master_name,
+                db,
+            } => {
+                assert_eq!(urls.len(), 2);
+                assert_eq!((master_name.as_str(), *db), ("mymaster", 3));
+            }
+            other => panic!("expected sentinel, got {other:?}"),
+        }
+    }
+
+    /// Every `expected` prefix matches a problem, and there are no others.
+    fn expect_exactly(found: &[String], expected: &[&str]) {
+        for needle in expected {
+            assert!(
+                found.iter().any(|p| p.starts_with(needle)),
+                "missing `{needle}` in {found:#?}"
+            );
+        }
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+    }
+
+    #[test]
+    fn redis_modes_are_exclusive_and_every_mistake_has_its_key_path() {
+        let found = problems(&format!(
+            "{MINIMAL}session_storage: redis
+redis:
+  url: redis://127.0.0.1:6379
+  cluster_urls: [redis://127.0.0.1:7000]
+  sentinel: {{ urls: [redis://127.0.0.1:26379], master_name: m }}
+"
+        ));
+        let expected = [
+            "redis.cluster_urls: conflicts with redis.url; set exactly one of",
+            "redis.sentinel: conflicts with redis.url; set exactly one of",
+        ];
+        expect_exactly(&found, &expected);
+
+        let found = problems(&format!(
+            "{MINIMAL}session_storage: redis
+redis:
+  cluster_urls: ['http://:hunter2@127.0.0.1:7000', 'redis://:hunter2@127.0.0.1:7001/1', not a url, redis://127.0.0.1:7002]
+"
+        ));
+        let expected = [
+            "redis.cluster_urls[0]: must be a redis://host:port or rediss://host:port URL",
+            "redis.cluster_urls[1]: a Redis Cluster has only database 0",
+            "redis.cluster_urls[2]: is not a URL",
+        ];
+        expect_exactly(&found, &expected);
+        assert!(
+            !found.iter().any(|p| p.contains("hunter2")),
+            "URLs (which may hold passwords) are not echoed: {found:#?}"
+        );
+
+        let found = problems(&format!(
+            "{MINIMAL}session_storage: redis
+redis:
+  sentinel:
+    url: redis://127.0.0.1:26379
+    master_nmae: mymaster
+    db: minus one
+"
+        ));
+        let expected = [
+            "redis.sentinel.urls: required",
+            "redis.sentinel.master_name: required",
+            "redis.sentinel.db: expected a whole number",
+            "redis.sentinel.url: unknown key (did you mean `urls`?)",
+            "redis.sentinel.master_nmae: unknown key (did you mean `master_name`?)",
+        ];
+        expect_exactly(&found, &expected);
+
+        let found = problems(&format!(
+            "{MINIMAL}session_storage: redis
+redis:
+  cluster_urls: []
+  sentinel_urls: [redis://127.0.0.1:26379]
+"
+        ));
+        let expected = [
+            "redis.cluster_urls: must list at least one",
+            "redis.sentinel_urls: unknown key",
+        ];
+        expect_exactly(&found, &expected);
+
+        let found = problems(&format!(
+            "{MINIMAL}session_storage: redis\nredis: {{ sentinel: [redis://127.0.0.1:26379] }}\n"
+        ));
+        expect_exactly(&found, &["redis.sentinel: expected a mapping"]);
+        // Without any of the three, the error names all of them.
+        let found = problems(&format!("{MINIMAL}session_storage: redis\n"));
+        assert_eq!(
+            found,
+            [
+                "redis.url: required when session_storage is redis (or redis.cluster_urls, or redis.sentinel)"
+            ]
         );
     }
 

@@ -63,10 +63,25 @@ impl RedirectUri {
     }
 }
 
+/// Which Redis: exactly one of `redis.url`, `redis.cluster_urls`, `redis.sentinel`. URLs may hold
+/// passwords: they are `Secret`s, printed only as `[redacted]`.
+#[derive(Debug, Clone)]
+pub enum RedisMode {
+    /// `redis.url`: one server.
+    Single { url: Secret },
+    /// `redis.cluster_urls`: seed nodes of a Redis Cluster.
+    Cluster { urls: Vec<Secret> },
+    /// `redis.sentinel`: sentinels that know the master `master_name`.
+    Sentinel {
+        urls: Vec<Secret>,
+        master_name: String,
+        db: i64,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// May hold a password: printed only through `Debug` of `Secret`.
-    pub url: Secret,
+    pub mode: RedisMode,
     pub key_prefix: String,
     pub pool_size: usize,
     pub command_timeout: Duration,

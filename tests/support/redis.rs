@@ -1,26 +1,49 @@
-//! A `redis-server` of the test's own on a free loopback port (never the system instance), killed
-//! on drop. Tests FAIL, not skip, when `redis-server` is not on PATH: `scripts/install-deps`
-//! installs it.
+//! Redis of the test's own on free loopback ports (never the system instance), killed on drop,
+//! their temp dirs removed: one `redis-server` (`RedisServer`), a three-master Redis Cluster
+//! (`RedisCluster`), or a master watched by one Sentinel (`RedisSentinel`). Tests FAIL, not skip,
+//! when `redis-server` or `redis-cli` is not on PATH: `scripts/install-deps` installs them.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use oidc_authz::session::redis::RedisStore;
+use oidc_authz::session::redis::{RedisStore, RedisTopology};
 use oidc_authz::session::store::SessionStore;
 
 /// How long a starting redis-server may take to answer PING.
 const REDIS_START_BOUND: Duration = Duration::from_secs(10);
 pub const REDIS_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A `redis-server` child on a loopback port; killed on drop.
+/// How long `redis-cli --cluster create` may take, and then the cluster to report `ok`.
+const CLUSTER_CREATE_BOUND: Duration = Duration::from_secs(60);
+const CLUSTER_OK_BOUND: Duration = Duration::from_secs(30);
+/// How long a starting Sentinel may take to report a healthy master.
+const SENTINEL_READY_BOUND: Duration = Duration::from_secs(20);
+pub const SENTINEL_MASTER_NAME: &str = "mymaster";
+
+/// The extra `redis-server` arguments for a port and a private dir; may write files there first.
+type ArgsFor = Box<dyn Fn(u16, &Path) -> Vec<String> + Send + Sync>;
+
+/// A `redis-server` child on a loopback port; killed on drop, its dir removed.
 pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
+    args: ArgsFor,
     child: Mutex<Option<Child>>,
+}
+
+/// A fresh, not yet created, dir under the system temp dir.
+fn temp_dir(kind: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "oidc-authz-{kind}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 pub fn free_port() -> u16 {
@@ -45,25 +68,29 @@ pub fn answers_ping(port: u16) -> bool {
 }
 
 impl RedisServer {
-    /// Starts a server on a free port (a few attempts, in case another process takes the port).
+    /// Starts a plain server on a free port.
     pub fn start() -> RedisServer {
+        Self::start_with("redis", Box::new(|_, _| Vec::new()))
+    }
+
+    /// Starts a server with `args` on a free port (a few attempts, in case another process takes
+    /// the port).
+    fn start_with(kind: &str, args: ArgsFor) -> RedisServer {
+        let mut server = RedisServer {
+            port: 0,
+            dir: temp_dir(kind),
+            args,
+            child: Mutex::new(None),
+        };
         let mut last_error = String::new();
         for _ in 0..5 {
-            let server = RedisServer {
-                port: free_port(),
-                dir: std::env::temp_dir().join(format!(
-                    "oidc-authz-store-conformance-{}-{}",
-                    std::process::id(),
-                    free_port()
-                )),
-                child: Mutex::new(None),
-            };
+            server.port = free_port();
             match server.spawn() {
                 Ok(()) => return server,
                 Err(error) => last_error = error,
             }
         }
-        panic!("could not start redis-server: {last_error}");
+        panic!("could not start redis-server ({kind}): {last_error}");
     }
 
     pub fn url(&self) -> String {
@@ -80,6 +107,8 @@ impl RedisServer {
         let port = self.port.to_string();
         let log = self.log_path();
         let spawned = Command::new("redis-server")
+            // A config file, if any, must come first; then options override it.
+            .args((self.args)(self.port, &self.dir))
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
@@ -170,11 +199,287 @@ impl Drop for RedisServer {
 /// `static` would never be dropped, leaking the process past the test binary).
 pub fn shared_redis() -> Arc<RedisServer> {
     static SHARED: Mutex<Weak<RedisServer>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(server) = shared.upgrade() {
-        return server;
+    shared(&SHARED, RedisServer::start)
+}
+
+/// Sends one command in RESP and returns its reply flattened to text: a bulk or simple string as
+/// is, an array as its elements in order, an error as `-ERR ...`. `None` if nothing answers.
+pub fn command(port: u16, args: &[&str]) -> Option<Vec<String>> {
+    commands(port, &[args])?.pop()
+}
+
+/// Sends commands in order on one connection (so `SELECT` applies to the next); their replies.
+pub fn commands(port: u16, list: &[&[&str]]) -> Option<Vec<Vec<String>>> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut replies = Vec::new();
+    for args in list {
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in *args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        (&stream).write_all(request.as_bytes()).ok()?;
+        let mut reply = Vec::new();
+        read_reply(&mut reader, &mut reply, 0)?;
+        replies.push(reply);
     }
-    let server = Arc::new(RedisServer::start());
-    *shared = Arc::downgrade(&server);
-    server
+    Some(replies)
+}
+
+fn read_reply(reader: &mut impl BufRead, out: &mut Vec<String>, depth: usize) -> Option<()> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let line = line.strip_suffix("\r\n")?;
+    let (kind, rest) = line.split_at_checked(1)?;
+    match kind {
+        "+" | ":" => out.push(rest.to_owned()),
+        "-" => out.push(line.to_owned()),
+        "$" => {
+            let Ok(len) = usize::try_from(rest.parse::<i64>().ok()?) else {
+                return Some(()); // null bulk
+            };
+            let mut bytes = vec![0; len + 2];
+            reader.read_exact(&mut bytes).ok()?;
+            bytes.truncate(len);
+            out.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        "*" if depth < 4 => {
+            let count = rest.parse::<i64>().ok()?.max(0);
+            for _ in 0..count {
+                read_reply(reader, out, depth + 1)?;
+            }
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// Runs `program` with `args` to completion within `bound`, its output in `log`; kills it if it
+/// overruns. Panics, with the install hint, when the program is not on PATH.
+fn run_bounded(program: &str, args: &[String], log: &Path, bound: Duration) -> Result<(), String> {
+    let output = std::fs::File::create(log).map_err(|e| format!("create {log:?}: {e}"))?;
+    let errors = output.try_clone().map_err(|e| e.to_string())?;
+    let mut child = match Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(output)
+        .stderr(errors)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => panic!(
+            "{program} is not on PATH: the Redis tests need it and do not skip. Install it with \
+             scripts/install-deps (Debian: apt-get install redis-server redis-tools)."
+        ),
+        Err(error) => panic!("cannot run {program}: {error}"),
+    };
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(format!("{program} exited with {status}:\n{text}"))
+            };
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!(
+                "{program} did not finish within {bound:?}:\n{text}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `ready` every 50 ms until it says yes or `bound` passes.
+fn wait_until(bound: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + bound;
+    loop {
+        if ready() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A Redis Cluster of three masters (no replicas) on loopback ports; every node killed on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_with(
+                    "redis-cluster-node",
+                    Box::new(|_, _| {
+                        [
+                            "--cluster-enabled",
+                            "yes",
+                            "--cluster-config-file",
+                            "nodes.conf",
+                            "--cluster-node-timeout",
+                            "5000",
+                            // The bus port defaults to port + 10000, which may be taken or past
+                            // 65535: take a free one.
+                            "--cluster-port",
+                            &free_port().to_string(),
+                        ]
+                        .map(str::to_owned)
+                        .to_vec()
+                    }),
+                )
+            })
+            .collect();
+        let cluster = RedisCluster { nodes };
+        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+        args.extend(
+            cluster
+                .nodes
+                .iter()
+                .map(|n| format!("127.0.0.1:{}", n.port)),
+        );
+        args.extend(["--cluster-replicas", "0", "--cluster-yes"].map(str::to_owned));
+        let log = cluster.nodes[0].dir.join("cluster-create.log");
+        if let Err(error) = run_bounded("redis-cli", &args, &log, CLUSTER_CREATE_BOUND) {
+            panic!("redis-cli --cluster create failed: {error}");
+        }
+        for node in &cluster.nodes {
+            let ok = wait_until(CLUSTER_OK_BOUND, || {
+                command(node.port, &["CLUSTER", "INFO"]).is_some_and(|reply| {
+                    reply.iter().any(|text| {
+                        text.lines().any(|l| l.trim() == "cluster_state:ok")
+                            && text.lines().any(|l| l.trim() == "cluster_slots_ok:16384")
+                    })
+                })
+            });
+            assert!(
+                ok,
+                "the cluster node on port {} did not report cluster_state:ok within {CLUSTER_OK_BOUND:?}: {:?}",
+                node.port,
+                command(node.port, &["CLUSTER", "INFO"])
+            );
+        }
+        cluster
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    pub fn store(&self, key_prefix: &str) -> Arc<dyn SessionStore> {
+        let topology = RedisTopology::Cluster { urls: self.urls() };
+        Arc::new(
+            RedisStore::with_topology(&topology, key_prefix, 8, REDIS_COMMAND_TIMEOUT)
+                .expect("cluster pool"),
+        )
+    }
+}
+
+/// One master watched by one Sentinel (quorum 1) as `mymaster`; both killed on drop.
+pub struct RedisSentinel {
+    pub sentinel: RedisServer,
+    pub master: RedisServer,
+}
+
+impl RedisSentinel {
+    pub fn start() -> RedisSentinel {
+        let master = RedisServer::start();
+        let master_port = master.port;
+        let sentinel = RedisServer::start_with(
+            "redis-sentinel",
+            Box::new(move |port, dir| {
+                // Sentinel rewrites its config file: a fresh one per start, in its own dir.
+                let config = dir.join("sentinel.conf");
+                std::fs::create_dir_all(dir).expect("sentinel dir");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\n\
+                         sentinel monitor {SENTINEL_MASTER_NAME} 127.0.0.1 {master_port} 1\n\
+                         sentinel down-after-milliseconds {SENTINEL_MASTER_NAME} 5000\n"
+                    ),
+                )
+                .expect("write sentinel.conf");
+                vec![config.display().to_string(), "--sentinel".into()]
+            }),
+        );
+        // Ready once the sentinel knows the master, has reached it, and sees it as a healthy master.
+        let ready = wait_until(SENTINEL_READY_BOUND, || {
+            command(sentinel.port, &["SENTINEL", "MASTER", SENTINEL_MASTER_NAME]).is_some_and(
+                |reply| {
+                    let field = |name: &str| {
+                        reply
+                            .iter()
+                            .position(|f| f == name)
+                            .and_then(|i| reply.get(i + 1))
+                            .map(String::as_str)
+                    };
+                    field("flags") == Some("master")
+                        && field("port") == Some(&master_port.to_string())
+                        && field("role-reported") == Some("master")
+                },
+            )
+        });
+        assert!(
+            ready,
+            "the sentinel on port {} did not report master {SENTINEL_MASTER_NAME} within {SENTINEL_READY_BOUND:?}: {:?}",
+            sentinel.port,
+            command(sentinel.port, &["SENTINEL", "MASTER", SENTINEL_MASTER_NAME])
+        );
+        RedisSentinel { sentinel, master }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        vec![format!("redis://127.0.0.1:{}", self.sentinel.port)]
+    }
+
+    pub fn store(&self, key_prefix: &str) -> Arc<dyn SessionStore> {
+        let topology = RedisTopology::Sentinel {
+            urls: self.urls(),
+            master_name: SENTINEL_MASTER_NAME.into(),
+            db: 0,
+        };
+        Arc::new(
+            RedisStore::with_topology(&topology, key_prefix, 8, REDIS_COMMAND_TIMEOUT)
+                .expect("sentinel pool"),
+        )
+    }
+}
+
+/// Shares one `T` among the cases that run at the same time; the last user's drop kills it.
+fn shared<T>(slot: &Mutex<Weak<T>>, start: impl FnOnce() -> T) -> Arc<T> {
+    let mut shared = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(existing) = shared.upgrade() {
+        return existing;
+    }
+    let fresh = Arc::new(start());
+    *shared = Arc::downgrade(&fresh);
+    fresh
+}
+
+pub fn shared_cluster() -> Arc<RedisCluster> {
+    static SHARED: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
+    shared(&SHARED, RedisCluster::start)
+}
+
+pub fn shared_sentinel() -> Arc<RedisSentinel> {
+    static SHARED: Mutex<Weak<RedisSentinel>> = Mutex::new(Weak::new());
+    shared(&SHARED, RedisSentinel::start)
 }
