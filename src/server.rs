@@ -14,7 +14,6 @@ use crate::crypto::KeyRing;
 use crate::flow::Flow;
 use crate::oidc::IdentityProvider;
 use crate::oidc::provider::{Provider, ProviderSettings};
-use crate::oidc::token::ClientCredentials;
 use crate::secret::Secret;
 use crate::session::memory::MemoryStore;
 use crate::session::redis::{RedisStore, RedisTopology};
@@ -31,20 +30,7 @@ impl App {
     /// discovery in the background (so this needs a Tokio runtime).
     pub fn build(config: Config) -> Result<App, String> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let provider = Provider::new(
-            ProviderSettings {
-                issuer: config.issuer.clone(),
-                client: ClientCredentials {
-                    client_id: config.client_id.clone(),
-                    client_secret: config.client_secret.clone(),
-                    auth: config.client_auth,
-                },
-                allowed_algorithms: config.id_token_signing_algs.clone(),
-                leeway: config.leeway,
-                http_timeout: config.http_timeout,
-            },
-            Arc::clone(&clock),
-        )?;
+        let provider = Provider::new(ProviderSettings::from_config(&config), Arc::clone(&clock))?;
         provider.spawn_discovery();
         let store: Arc<dyn SessionStore> = match &config.session_storage {
             SessionStorage::Memory => Arc::new(MemoryStore::new()),

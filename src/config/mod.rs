@@ -2,8 +2,12 @@
 //! (`load`: YAML file, then `OIDC_AUTHZ_*` environment overrides, then secrets from files). A bad
 //! configuration is reported whole, one line per problem with its key path, before any port is bound.
 
+mod fields;
 mod load;
 mod reader;
+#[cfg(test)]
+mod tests;
+mod validate;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -42,6 +42,22 @@ pub struct ProviderSettings {
     pub http_timeout: Duration,
 }
 
+impl ProviderSettings {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        ProviderSettings {
+            issuer: config.issuer.clone(),
+            client: ClientCredentials {
+                client_id: config.client_id.clone(),
+                client_secret: config.client_secret.clone(),
+                auth: config.client_auth,
+            },
+            allowed_algorithms: config.id_token_signing_algs.clone(),
+            leeway: config.leeway,
+            http_timeout: config.http_timeout,
+        }
+    }
+}
+
 impl Provider {
     pub fn new(settings: ProviderSettings, clock: Arc<dyn Clock>) -> Result<Arc<Self>, String> {
         let http = reqwest::Client::builder()

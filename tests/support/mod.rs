@@ -20,7 +20,6 @@ use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use oidc_authz::clock::{Clock, SystemClock};
 use oidc_authz::config::load_from_str;
 use oidc_authz::oidc::provider::{Provider, ProviderSettings};
-use oidc_authz::oidc::token::ClientCredentials;
 use oidc_authz::server::{self, App};
 use oidc_authz::session::memory::MemoryStore;
 use oidc_authz::session::{SessionStore, StoreError};
@@ -150,21 +149,11 @@ impl Authz {
         clock: Arc<dyn Clock>,
     ) -> Authz {
         let (config, _) = load_from_str(yaml, "test.yaml", Vec::new()).expect("valid test config");
-        let provider = Provider::new(
-            ProviderSettings {
-                issuer: config.issuer.clone(),
-                client: ClientCredentials {
-                    client_id: config.client_id.clone(),
-                    client_secret: config.client_secret.clone(),
-                    auth: config.client_auth,
-                },
-                allowed_algorithms: config.id_token_signing_algs.clone(),
-                leeway: config.leeway,
-                http_timeout: Duration::from_secs(2),
-            },
-            Arc::clone(&clock),
-        )
-        .unwrap();
+        let settings = ProviderSettings {
+            http_timeout: Duration::from_secs(2),
+            ..ProviderSettings::from_config(&config)
+        };
+        let provider = Provider::new(settings, Arc::clone(&clock)).unwrap();
         if wait_for_discovery {
             provider
                 .discover()

@@ -1,0 +1,257 @@
+//! Readers for the kinds of value the configuration holds (addresses, durations, secrets with
+//! their `_file` twin, paths, header specs, the Redis topology), each reporting its own problems
+//! with the key path.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use url::Url;
+
+use super::reader::Reader;
+use super::*;
+
+pub(super) fn parse_addr(reader: &mut Reader, key: &str, default: &str) -> SocketAddr {
+    let text = reader.string_or(key, default);
+    text.parse().unwrap_or_else(|_| {
+        reader.error(
+            key,
+            format!("`{text}` is not an address like 127.0.0.1:9191"),
+        );
+        default.parse().expect("default address parses")
+    })
+}
+
+pub(super) fn seconds(reader: &mut Reader, key: &str, default: u64) -> Duration {
+    Duration::from_secs(reader.u64_or(key, default))
+}
+
+/// A secret given inline (`key`) or in a file (`key_file`), exactly one of them.
+pub(super) fn secret_text(reader: &mut Reader, key: &str) -> Option<String> {
+    let inline = reader.string(key);
+    let file_key = format!("{key}_file");
+    let file = reader.string(&file_key);
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            reader.error(key, format!("set either {key} or {file_key}, not both"));
+            None
+        }
+        (Some(text), None) => Some(text),
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(error) => {
+                reader.error(&file_key, format!("cannot read {path}: {error}"));
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+/// `redis.url`, `redis.cluster_urls` or `redis.sentinel`: exactly one when `required` (session
+/// storage is Redis); each is checked whenever given. URLs are never echoed: they may hold passwords.
+pub(super) fn redis_mode(reader: &mut Reader, required: bool) -> Option<RedisMode> {
+    // Given at all, even if malformed (that has its own error): counts towards "exactly one".
+    let present = ["url", "cluster_urls", "sentinel"].map(|key| reader.value(key).is_some());
+    let url = reader.string("url");
+    if let Some(url) = &url
+        && !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://")
+            || url.starts_with("unix://"))
+    {
+        reader.error("url", "must start with redis://, rediss:// or unix://");
+    }
+    let cluster_urls = reader
+        .string_list("cluster_urls")
+        .map(|urls| node_urls(reader, "cluster_urls", urls, true));
+    let sentinel = reader.mapping("sentinel").map(|map| {
+        let mut sentinel = Reader::new(Some(map), &reader.path("sentinel"), reader.errors);
+        let urls = match sentinel.string_list("urls") {
+            Some(urls) => node_urls(&mut sentinel, "urls", urls, false),
+            None => {
+                sentinel.error(
+                    "urls",
+                    "required: the sentinels, like [redis://127.0.0.1:26379]",
+                );
+                Vec::new()
+            }
+        };
+        let master_name = sentinel.string("master_name").unwrap_or_default();
+        if master_name.is_empty() {
+            sentinel.error(
+                "master_name",
+                "required: the name the sentinels monitor the master under",
+            );
+        }
+        let db = sentinel.u64_or("db", 0);
+        let db = i64::try_from(db).unwrap_or_else(|_| {
+            sentinel.error("db", "is too large");
+            0
+        });
+        sentinel.finish();
+        RedisMode::Sentinel {
+            urls,
+            master_name,
+            db,
+        }
+    });
+
+    let given: Vec<&str> = ["url", "cluster_urls", "sentinel"]
+        .into_iter()
+        .zip(present)
+        .filter_map(|(key, present)| present.then_some(key))
+        .collect();
+    if given.len() > 1 {
+        for key in &given[1..] {
+            reader.error(
+                key,
+                format!(
+                    "conflicts with {}; set exactly one of redis.url, redis.cluster_urls, redis.sentinel",
+                    reader.path(given[0])
+                ),
+            );
+        }
+        return None;
+    }
+    if required && given.is_empty() {
+        reader.error(
+            "url",
+            "required when session_storage is redis (or redis.cluster_urls, or redis.sentinel)",
+        );
+    }
+    url.map(|url| RedisMode::Single {
+        url: Secret::new(url),
+    })
+    .or(cluster_urls.map(|urls| RedisMode::Cluster { urls }))
+    .or(sentinel)
+}
+
+/// The nodes of a cluster or the sentinels: at least one `redis://host:port` (or `rediss://`). A
+/// cluster has only database 0.
+pub(super) fn node_urls(
+    reader: &mut Reader,
+    key: &str,
+    urls: Vec<String>,
+    cluster: bool,
+) -> Vec<Secret> {
+    if urls.is_empty() {
+        reader.error(key, "must list at least one redis://host:port");
+    }
+    for (index, text) in urls.iter().enumerate() {
+        let problem = match Url::parse(text) {
+            Ok(url) if !matches!(url.scheme(), "redis" | "rediss") || url.host().is_none() => {
+                Some("must be a redis://host:port or rediss://host:port URL")
+            }
+            Ok(url) if cluster && !matches!(url.path(), "" | "/" | "/0") => {
+                Some("a Redis Cluster has only database 0: leave the path empty")
+            }
+            Ok(url) if url.query().is_some() || url.fragment().is_some() => {
+                Some("takes no query or fragment")
+            }
+            Ok(_) => None,
+            Err(_) => Some("is not a URL like redis://127.0.0.1:6379"),
+        };
+        if let Some(problem) = problem {
+            reader.error(&format!("{key}[{index}]"), problem);
+        }
+    }
+    urls.into_iter().map(Secret::new).collect()
+}
+
+pub(super) fn path_key(reader: &mut Reader, key: &str, default: Option<&str>) -> Option<String> {
+    let path = reader.string(key).or(default.map(str::to_owned))?;
+    if path.is_empty() {
+        return None;
+    }
+    if !path.starts_with('/') || path.contains(['?', '#']) {
+        reader.error(
+            key,
+            format!("`{path}` must be a path starting with / (no query)"),
+        );
+        return None;
+    }
+    Some(path)
+}
+
+pub(super) fn upstream_header(
+    reader: &mut Reader,
+    key: &str,
+    default: Option<&str>,
+) -> Option<UpstreamHeader> {
+    let text = reader.string(key).or(default.map(str::to_owned))?;
+    if text.is_empty() {
+        return None;
+    }
+    let (name, scheme) = match text.split_once(':') {
+        Some((name, scheme)) => (name.trim(), Some(scheme.trim())),
+        None => (text.trim(), None),
+    };
+    if !is_header_name(name)
+        || scheme.is_some_and(|s| s.is_empty() || s.contains(char::is_whitespace))
+    {
+        reader.error(
+            key,
+            format!("`{text}` must look like `authorization:bearer` or `x-access-token`"),
+        );
+        return None;
+    }
+    let scheme = scheme.map(|s| {
+        // `bearer` is written `Bearer` on the wire (RFC 6750).
+        let mut chars = s.chars();
+        chars
+            .next()
+            .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+            .unwrap_or_default()
+    });
+    Some(UpstreamHeader {
+        name: name.to_ascii_lowercase(),
+        scheme,
+    })
+}
+
+pub(super) fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Kong's pair of lists: `upstream_headers_claims[i]` goes upstream as `upstream_headers_names[i]`.
+pub(super) fn claim_headers(
+    reader: &mut Reader,
+    token_headers: [&Option<UpstreamHeader>; 2],
+) -> Vec<(String, String)> {
+    let claims = reader
+        .string_list("upstream_headers_claims")
+        .unwrap_or_default();
+    let names = reader
+        .string_list("upstream_headers_names")
+        .unwrap_or_default();
+    if claims.len() != names.len() {
+        reader.error(
+            "upstream_headers_names",
+            format!(
+                "has {} names for {} upstream_headers_claims; give one header name per claim",
+                names.len(),
+                claims.len()
+            ),
+        );
+        return Vec::new();
+    }
+    let mut pairs = Vec::new();
+    for (index, (claim, name)) in claims.into_iter().zip(names).enumerate() {
+        let name = name.to_ascii_lowercase();
+        let taken = token_headers
+            .iter()
+            .any(|header| header.as_ref().is_some_and(|h| h.name == name));
+        if !is_header_name(&name) || matches!(name.as_str(), "cookie" | "host") || taken {
+            reader.error(
+                &format!("upstream_headers_names[{index}]"),
+                format!("`{name}` is not a header name we may set"),
+            );
+        } else {
+            pairs.push((claim, name));
+        }
+    }
+    pairs
+}

@@ -1,0 +1,375 @@
+//! Configuration tests: defaults, every problem reported with its key path, environment
+//! overrides, secrets from files, the Redis topologies.
+
+use super::load::*;
+use super::*;
+
+const MINIMAL: &str = "
+issuer: https://idp.example/realms/demo
+client_id: envoy
+client_secret: s3cr3t
+session_secret: 0123456789abcdef0123456789abcdef
+";
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn problems(yaml: &str) -> Vec<String> {
+    match load_from_str(yaml, "test.yaml", env(&[])) {
+        Err(ConfigError::Invalid(problems)) => problems,
+        other => panic!("expected invalid config, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimal_config_gets_the_documented_defaults() {
+    let (config, warnings) = load_from_str(MINIMAL, "test.yaml", env(&[])).unwrap();
+    assert!(warnings.is_empty());
+    assert_eq!(config.listen.to_string(), "127.0.0.1:9191");
+    assert_eq!(config.admin_listen.to_string(), "127.0.0.1:9192");
+    assert_eq!(config.client_auth, ClientAuth::ClientSecretBasic);
+    assert_eq!(config.scopes, ["openid", "profile", "email"]);
+    assert_eq!(config.redirect_uri, RedirectUri::Path("/callback".into()));
+    assert_eq!(config.pkce, PkceMode::Auto);
+    assert!(matches!(config.session_storage, SessionStorage::Memory));
+    assert_eq!(
+        config.upstream_access_token_header,
+        Some(UpstreamHeader {
+            name: "authorization".into(),
+            scheme: Some("Bearer".into())
+        })
+    );
+    assert_eq!(config.logout_path.as_deref(), Some("/logout"));
+    assert!(!config.id_token_signing_algs.contains(&Algorithm::HS256));
+    assert_eq!(format!("{:?}", config.client_secret), "[redacted]");
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key_path() {
+    let problems = problems(
+        "
+issuer: not a url
+client_auth: client_secret_jwt
+scopes: [profile]
+redirect_uri: callback
+response_mode: fragment
+session_storage: redis
+redis: { urll: redis://x }
+session_secret: [short]
+login_tokens: [id_token]
+upstream_access_token_header: 'bad header:'
+logout_path: /callback
+colour: blue
+sesion_secret: x
+",
+    );
+    let expected = [
+        "issuer: `not a url` is not an http(s) URL",
+        "client_id: required",
+        "client_secret: required (or client_secret_file)",
+        "client_auth: `client_secret_jwt` is not one of: client_secret_basic, client_secret_post",
+        "scopes: must include `openid`",
+        "redirect_uri: `callback` must be a path",
+        "response_mode: `fragment` is not one of: query, form_post",
+        "redis.url: required when session_storage is redis",
+        "redis.urll: unknown key",
+        "session_secret[0]: is 5 characters",
+        "login_tokens: must be empty",
+        "upstream_access_token_header: `bad header:`",
+        "logout_path: `/callback` is already used by another endpoint",
+        "colour: unknown key",
+        "sesion_secret: unknown key (did you mean `session_secret`?)",
+    ];
+    for needle in expected {
+        assert!(
+            problems.iter().any(|p| p.starts_with(needle)),
+            "missing `{needle}` in {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+}
+
+#[test]
+fn claim_headers_pair_up_and_may_not_shadow_token_headers() {
+    let yaml = format!(
+        "{MINIMAL}upstream_headers_claims: [email, groups]\nupstream_headers_names: [X-User-Email, x-groups]\n"
+    );
+    let (config, _) = load_from_str(&yaml, "t", env(&[])).unwrap();
+    assert_eq!(
+        config.upstream_claim_headers,
+        [
+            ("email".to_string(), "x-user-email".to_string()),
+            ("groups".into(), "x-groups".into())
+        ]
+    );
+    let mismatched = problems(&format!("{MINIMAL}upstream_headers_claims: [email]\n"));
+    assert!(
+        mismatched[0].starts_with("upstream_headers_names: has 0 names for 1"),
+        "{mismatched:?}"
+    );
+    let shadowing = problems(&format!(
+        "{MINIMAL}upstream_headers_claims: [email]\nupstream_headers_names: [Authorization]\n"
+    ));
+    assert!(
+        shadowing[0].starts_with("upstream_headers_names[0]: `authorization`"),
+        "{shadowing:?}"
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let error =
+        load_from_str("issuer: [unclosed\nclient_id: x\n", "bad.yaml", env(&[])).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("bad.yaml"), "{message}");
+    assert!(message.contains("line"), "{message}");
+}
+
+#[test]
+fn environment_overrides_win_and_unknown_ones_are_warned_about() {
+    let (config, warnings) = load_from_str(
+        MINIMAL,
+        "test.yaml",
+        env(&[
+            ("OIDC_AUTHZ_CLIENT_ID", "from-env"),
+            ("OIDC_AUTHZ_SESSION_STORAGE", "redis"),
+            ("OIDC_AUTHZ_REDIS__URL", "redis://127.0.0.1:6390/0"),
+            ("OIDC_AUTHZ_SCOPES", "openid,email"),
+            ("OIDC_AUTHZ_PRESERVE_QUERY_ARGS", "false"),
+            ("OIDC_AUTHZ_BINARY", "/usr/bin/x"),
+            ("UNRELATED", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.client_id, "from-env");
+    assert_eq!(config.scopes, ["openid", "email"]);
+    assert!(!config.preserve_query_args);
+    match config.session_storage {
+        SessionStorage::Redis(RedisConfig {
+            mode: RedisMode::Single { url },
+            ..
+        }) => assert_eq!(url.expose(), "redis://127.0.0.1:6390/0"),
+        other => panic!("expected redis, got {other:?}"),
+    }
+    assert_eq!(
+        warnings,
+        ["ignored OIDC_AUTHZ_BINARY: `binary` is not a config key"]
+    );
+}
+
+fn redis_mode(yaml: &str, env_pairs: &[(&str, &str)]) -> RedisConfig {
+    let yaml = format!("{MINIMAL}session_storage: redis\n{yaml}");
+    match load_from_str(&yaml, "test.yaml", env(env_pairs))
+        .unwrap()
+        .0
+        .session_storage
+    {
+        SessionStorage::Redis(redis) => redis,
+        other => panic!("expected redis, got {other:?}"),
+    }
+}
+
+#[test]
+fn redis_cluster_and_sentinel_are_read() {
+    let redis = redis_mode(
+        "redis:\n  cluster_urls: [redis://127.0.0.1:7000, 'redis://:pw@127.0.0.1:7001']\n  key_prefix: 'p:'\n  pool_size: 4\n  command_timeout_ms: 250\n",
+        &[],
+    );
+    match &redis.mode {
+        RedisMode::Cluster { urls } => assert_eq!(
+            urls.iter().map(Secret::expose).collect::<Vec<_>>(),
+            ["redis://127.0.0.1:7000", "redis://:pw@127.0.0.1:7001"]
+        ),
+        other => panic!("expected cluster, got {other:?}"),
+    }
+    assert_eq!(
+        (redis.key_prefix.as_str(), redis.pool_size),
+        ("p:", 4),
+        "the shared keys apply to every mode"
+    );
+    assert_eq!(redis.command_timeout, Duration::from_millis(250));
+    assert!(!format!("{redis:?}").contains("pw"), "URLs are redacted");
+
+    let redis = redis_mode(
+        "redis:\n  sentinel:\n    urls: [redis://127.0.0.1:26379, redis://127.0.0.1:26380]\n    master_name: mymaster\n    db: 2\n",
+        &[],
+    );
+    match &redis.mode {
+        RedisMode::Sentinel {
+            urls,
+            master_name,
+            db,
+        } => {
+            assert_eq!(urls.len(), 2);
+            assert_eq!((master_name.as_str(), *db), ("mymaster", 2));
+        }
+        other => panic!("expected sentinel, got {other:?}"),
+    }
+    assert_eq!(redis.key_prefix, "oidc-authz:");
+    assert_eq!(redis.pool_size, 16);
+    let redis = redis_mode(
+        "redis:\n  sentinel: { urls: [redis://127.0.0.1:26379], master_name: m }\n",
+        &[],
+    );
+    assert!(matches!(redis.mode, RedisMode::Sentinel { db: 0, .. }));
+}
+
+#[test]
+fn redis_cluster_and_sentinel_come_from_the_environment() {
+    let redis = redis_mode(
+        "",
+        &[(
+            "OIDC_AUTHZ_REDIS__CLUSTER_URLS",
+            "redis://127.0.0.1:7000,redis://127.0.0.1:7001",
+        )],
+    );
+    match &redis.mode {
+        RedisMode::Cluster { urls } => assert_eq!(
+            urls.iter().map(Secret::expose).collect::<Vec<_>>(),
+            ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+        ),
+        other => panic!("expected cluster, got {other:?}"),
+    }
+    let redis = redis_mode(
+        "",
+        &[
+            (
+                "OIDC_AUTHZ_REDIS__SENTINEL__URLS",
+                "redis://127.0.0.1:26379,redis://127.0.0.1:26380",
+            ),
+            ("OIDC_AUTHZ_REDIS__SENTINEL__MASTER_NAME", "mymaster"),
+            ("OIDC_AUTHZ_REDIS__SENTINEL__DB", "3"),
+        ],
+    );
+    match &redis.mode {
+        RedisMode::Sentinel {
+            urls,
+            master_name,
+            db,
+        } => {
+            assert_eq!(urls.len(), 2);
+            assert_eq!((master_name.as_str(), *db), ("mymaster", 3));
+        }
+        other => panic!("expected sentinel, got {other:?}"),
+    }
+}
+
+/// Every `expected` prefix matches a problem, and there are no others.
+fn expect_exactly(found: &[String], expected: &[&str]) {
+    for needle in expected {
+        assert!(
+            found.iter().any(|p| p.starts_with(needle)),
+            "missing `{needle}` in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+}
+
+#[test]
+fn redis_modes_are_exclusive_and_every_mistake_has_its_key_path() {
+    let found = problems(&format!(
+        "{MINIMAL}session_storage: redis
+redis:
+  url: redis://127.0.0.1:6379
+  cluster_urls: [redis://127.0.0.1:7000]
+  sentinel: {{ urls: [redis://127.0.0.1:26379], master_name: m }}
+"
+    ));
+    let expected = [
+        "redis.cluster_urls: conflicts with redis.url; set exactly one of",
+        "redis.sentinel: conflicts with redis.url; set exactly one of",
+    ];
+    expect_exactly(&found, &expected);
+
+    let found = problems(&format!(
+            "{MINIMAL}session_storage: redis
+redis:
+  cluster_urls: ['http://:hunter2@127.0.0.1:7000', 'redis://:hunter2@127.0.0.1:7001/1', not a url, redis://127.0.0.1:7002]
+"
+        ));
+    let expected = [
+        "redis.cluster_urls[0]: must be a redis://host:port or rediss://host:port URL",
+        "redis.cluster_urls[1]: a Redis Cluster has only database 0",
+        "redis.cluster_urls[2]: is not a URL",
+    ];
+    expect_exactly(&found, &expected);
+    assert!(
+        !found.iter().any(|p| p.contains("hunter2")),
+        "URLs (which may hold passwords) are not echoed: {found:#?}"
+    );
+
+    let found = problems(&format!(
+        "{MINIMAL}session_storage: redis
+redis:
+  sentinel:
+    url: redis://127.0.0.1:26379
+    master_nmae: mymaster
+    db: minus one
+"
+    ));
+    let expected = [
+        "redis.sentinel.urls: required",
+        "redis.sentinel.master_name: required",
+        "redis.sentinel.db: expected a whole number",
+        "redis.sentinel.url: unknown key (did you mean `urls`?)",
+        "redis.sentinel.master_nmae: unknown key (did you mean `master_name`?)",
+    ];
+    expect_exactly(&found, &expected);
+
+    let found = problems(&format!(
+        "{MINIMAL}session_storage: redis
+redis:
+  cluster_urls: []
+  sentinel_urls: [redis://127.0.0.1:26379]
+"
+    ));
+    let expected = [
+        "redis.cluster_urls: must list at least one",
+        "redis.sentinel_urls: unknown key",
+    ];
+    expect_exactly(&found, &expected);
+
+    let found = problems(&format!(
+        "{MINIMAL}session_storage: redis\nredis: {{ sentinel: [redis://127.0.0.1:26379] }}\n"
+    ));
+    expect_exactly(&found, &["redis.sentinel: expected a mapping"]);
+    // Without any of the three, the error names all of them.
+    let found = problems(&format!("{MINIMAL}session_storage: redis\n"));
+    assert_eq!(
+        found,
+        [
+            "redis.url: required when session_storage is redis (or redis.cluster_urls, or redis.sentinel)"
+        ]
+    );
+}
+
+#[test]
+fn secrets_come_from_files() {
+    let dir = std::env::temp_dir().join(format!("oidc-authz-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let client_secret = dir.join("client_secret");
+    let session_keys = dir.join("session_keys");
+    std::fs::write(&client_secret, "from-file\n").unwrap();
+    std::fs::write(
+            &session_keys,
+            "# newest first\nnew-key-new-key-new-key-new-key-new-key\n\nold-key-old-key-old-key-old-key-old-key\n",
+        )
+        .unwrap();
+    let yaml = format!(
+        "issuer: https://idp.example\nclient_id: envoy\nclient_secret_file: {}\nsession_secret_file: {}\n",
+        client_secret.display(),
+        session_keys.display()
+    );
+    let (config, _) = load_from_str(&yaml, "test.yaml", env(&[])).unwrap();
+    assert_eq!(config.client_secret.expose(), "from-file");
+    assert_eq!(config.session_secrets.len(), 2);
+    assert_eq!(
+        config.session_secrets[0].expose(),
+        "new-key-new-key-new-key-new-key-new-key"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,350 @@
+//! `validate`: the whole configuration, key by key, into a `Config`; every problem is collected
+//! (with its key path) instead of stopping at the first.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use serde_yaml::{Mapping, Value};
+use url::Url;
+
+use super::fields::*;
+use super::reader::Reader;
+use super::*;
+use crate::crypto::MIN_SECRET_LEN;
+
+const DEFAULT_ALGS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+const RESERVED_AUTHORIZATION_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "response_mode",
+];
+
+pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
+    let mut reader = Reader::new(Some(root), "", errors);
+
+    let listen = parse_addr(&mut reader, "listen", "127.0.0.1:9191");
+    let admin_listen = parse_addr(&mut reader, "admin_listen", "127.0.0.1:9192");
+    let log_format = reader.choice_or(
+        "log_format",
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+        LogFormat::Text,
+    );
+    let log_level = reader.string_or("log_level", "info");
+
+    let issuer = match reader.string("issuer") {
+        None => {
+            reader.error("issuer", "required (the IdP's issuer URL; discovery is at {issuer}/.well-known/openid-configuration)");
+            None
+        }
+        Some(text) => match Url::parse(&text) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Some(url)
+            }
+            _ => {
+                reader.error("issuer", format!("`{text}` is not an http(s) URL"));
+                None
+            }
+        },
+    };
+    let client_id = reader.string("client_id").unwrap_or_else(|| {
+        reader.error("client_id", "required");
+        String::new()
+    });
+    let client_secret = secret_text(&mut reader, "client_secret")
+        .map(|text| Secret::new(text.trim()))
+        .unwrap_or_else(|| {
+            reader.error("client_secret", "required (or client_secret_file)");
+            Secret::default()
+        });
+    let client_auth = reader.choice_or(
+        "client_auth",
+        &[
+            ("client_secret_basic", ClientAuth::ClientSecretBasic),
+            ("client_secret_post", ClientAuth::ClientSecretPost),
+        ],
+        ClientAuth::ClientSecretBasic,
+    );
+    let scopes = reader
+        .string_list("scopes")
+        .unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        reader.error("scopes", "must include `openid`");
+    }
+    let redirect_text = reader.string_or("redirect_uri", "/callback");
+    let redirect_uri = if redirect_text.starts_with('/') && !redirect_text.contains(['?', '#']) {
+        RedirectUri::Path(redirect_text)
+    } else {
+        match Url::parse(&redirect_text) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.query().is_none() => {
+                RedirectUri::Absolute(url)
+            }
+            _ => {
+                reader.error(
+                    "redirect_uri",
+                    format!("`{redirect_text}` must be a path like /callback or an absolute http(s) URI without query"),
+                );
+                RedirectUri::Path("/callback".into())
+            }
+        }
+    };
+    let response_mode = reader.choice_or(
+        "response_mode",
+        &[
+            ("query", ResponseMode::Query),
+            ("form_post", ResponseMode::FormPost),
+        ],
+        ResponseMode::Query,
+    );
+    let pkce = reader.choice_or(
+        "pkce",
+        &[
+            ("auto", PkceMode::Auto),
+            ("always", PkceMode::Always),
+            ("never", PkceMode::Never),
+        ],
+        PkceMode::Auto,
+    );
+    let preserve_query_args = reader.bool_or("preserve_query_args", true);
+    reader.choice_or("login_action", &[("redirect", ())], ());
+    match reader.value("login_tokens") {
+        None => {}
+        Some(Value::Sequence(items)) if items.is_empty() => {}
+        Some(Value::String(text)) if text.is_empty() => {}
+        Some(_) => reader.error(
+            "login_tokens",
+            "must be empty: oidc-authz never hands tokens to the browser (they reach the upstream as headers)",
+        ),
+    }
+    let mut authorization_params = Vec::new();
+    if let Some(map) = reader.mapping("authorization_params") {
+        for (key, value) in map {
+            let (Some(key), Some(value)) = (key.as_str(), value.as_str()) else {
+                reader.error(
+                    "authorization_params",
+                    "expected a mapping of strings to strings",
+                );
+                continue;
+            };
+            if RESERVED_AUTHORIZATION_PARAMS.contains(&key) {
+                reader.error(
+                    &format!("authorization_params.{key}"),
+                    "is set by oidc-authz itself; use the matching option instead",
+                );
+            } else {
+                authorization_params.push((key.to_owned(), value.to_owned()));
+            }
+        }
+    }
+    let alg_names = reader
+        .string_list("id_token_signing_algs")
+        .unwrap_or_else(|| DEFAULT_ALGS.iter().map(|s| s.to_string()).collect());
+    let mut id_token_signing_algs = Vec::new();
+    for name in &alg_names {
+        match name.parse::<Algorithm>() {
+            Ok(alg) => id_token_signing_algs.push(alg),
+            Err(_) => reader.error(
+                "id_token_signing_algs",
+                format!("`{name}` is not a JWS algorithm (`none` is never accepted)"),
+            ),
+        }
+    }
+    if id_token_signing_algs.is_empty() {
+        reader.error("id_token_signing_algs", "must list at least one algorithm");
+    }
+    let leeway = seconds(&mut reader, "leeway", 60);
+    let http_timeout = seconds(&mut reader, "http_timeout", 10);
+
+    let storage_kind = reader.choice_or(
+        "session_storage",
+        &[("memory", false), ("redis", true)],
+        false,
+    );
+    let redis_map = reader.mapping("redis");
+    let session_storage = {
+        let mut redis_reader = Reader::new(redis_map, "redis", reader.errors);
+        let mode = redis_mode(&mut redis_reader, storage_kind);
+        let key_prefix = redis_reader.string_or("key_prefix", "oidc-authz:");
+        let pool_size = redis_reader.u64_or("pool_size", 16).max(1) as usize;
+        let command_timeout =
+            Duration::from_millis(redis_reader.u64_or("command_timeout_ms", 1000));
+        redis_reader.finish();
+        match (storage_kind, mode) {
+            (true, Some(mode)) => SessionStorage::Redis(RedisConfig {
+                mode,
+                key_prefix,
+                pool_size,
+                command_timeout,
+            }),
+            _ => SessionStorage::Memory,
+        }
+    };
+
+    let session_secrets: Vec<Secret> = {
+        let from_list = reader.string_list("session_secret");
+        let from_file = reader.string("session_secret_file");
+        let texts = match (from_list, from_file) {
+            (Some(_), Some(_)) => {
+                reader.error(
+                    "session_secret",
+                    "set either session_secret or session_secret_file, not both",
+                );
+                Vec::new()
+            }
+            (Some(list), None) => list,
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(text) => text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                    .map(str::to_owned)
+                    .collect(),
+                Err(error) => {
+                    reader.error(
+                        "session_secret_file",
+                        format!("cannot read {path}: {error}"),
+                    );
+                    Vec::new()
+                }
+            },
+            (None, None) => {
+                reader.error(
+                    "session_secret",
+                    "required (or session_secret_file): one or more keys of 32+ random characters, newest first",
+                );
+                Vec::new()
+            }
+        };
+        for (index, text) in texts.iter().enumerate() {
+            if text.len() < MIN_SECRET_LEN {
+                reader.error(
+                    &format!("session_secret[{index}]"),
+                    format!(
+                        "is {} characters; use at least {MIN_SECRET_LEN} random characters",
+                        text.len()
+                    ),
+                );
+            }
+        }
+        texts.into_iter().map(Secret::new).collect()
+    };
+    let session_cookie_name = reader.string_or("session_cookie_name", "session");
+    if session_cookie_name.is_empty()
+        || !session_cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        reader.error("session_cookie_name", "use letters, digits, - and _ only");
+    }
+    let session_cookie_secure = reader.choice_or(
+        "session_cookie_secure",
+        &[
+            ("auto", CookieSecure::Auto),
+            ("always", CookieSecure::Always),
+            ("never", CookieSecure::Never),
+        ],
+        CookieSecure::Auto,
+    );
+    let session_cookie_domain = reader
+        .string("session_cookie_domain")
+        .filter(|d| !d.is_empty());
+    let login_timeout = seconds(&mut reader, "login_timeout", 600);
+    let session_idling_timeout = seconds(&mut reader, "session_idling_timeout", 900);
+    let session_absolute_timeout = seconds(&mut reader, "session_absolute_timeout", 86_400);
+    let refresh_margin = seconds(&mut reader, "refresh_margin", 30);
+    if login_timeout.is_zero() {
+        reader.error("login_timeout", "must be at least 1 second");
+    }
+    if session_absolute_timeout.is_zero() {
+        reader.error("session_absolute_timeout", "must be at least 1 second");
+    }
+
+    let upstream_access_token_header = upstream_header(
+        &mut reader,
+        "upstream_access_token_header",
+        Some("authorization:bearer"),
+    );
+    let upstream_id_token_header = upstream_header(&mut reader, "upstream_id_token_header", None);
+    let upstream_claim_headers = claim_headers(
+        &mut reader,
+        [&upstream_access_token_header, &upstream_id_token_header],
+    );
+    let trust_forwarded_headers = reader.bool_or("trust_forwarded_headers", false);
+
+    let logout_path = path_key(&mut reader, "logout_path", Some("/logout"));
+    let logout_redirect_uri = reader
+        .string("logout_redirect_uri")
+        .filter(|s| !s.is_empty());
+    if let Some(uri) = &logout_redirect_uri
+        && !uri.starts_with('/')
+        && Url::parse(uri).is_err()
+    {
+        reader.error(
+            "logout_redirect_uri",
+            format!("`{uri}` must be a path or an absolute URL"),
+        );
+    }
+    let backchannel_logout_path = path_key(&mut reader, "backchannel_logout_path", None);
+    let mut special_paths = HashSet::new();
+    for (key, path) in [
+        ("redirect_uri", Some(redirect_uri.path())),
+        ("logout_path", logout_path.as_deref()),
+        (
+            "backchannel_logout_path",
+            backchannel_logout_path.as_deref(),
+        ),
+    ] {
+        if let Some(path) = path
+            && !special_paths.insert(path.to_owned())
+        {
+            reader.error(key, format!("`{path}` is already used by another endpoint"));
+        }
+    }
+
+    reader.finish();
+
+    Config {
+        listen,
+        admin_listen,
+        log_format,
+        log_level,
+        issuer: issuer.unwrap_or_else(|| Url::parse("http://invalid.invalid").expect("valid")),
+        client_id,
+        client_secret,
+        client_auth,
+        scopes,
+        redirect_uri,
+        response_mode,
+        pkce,
+        preserve_query_args,
+        authorization_params,
+        id_token_signing_algs,
+        leeway,
+        http_timeout,
+        session_storage,
+        session_secrets,
+        session_cookie_name,
+        session_cookie_secure,
+        session_cookie_domain,
+        login_timeout,
+        session_idling_timeout,
+        session_absolute_timeout,
+        refresh_margin,
+        upstream_access_token_header,
+        upstream_id_token_header,
+        upstream_claim_headers,
+        trust_forwarded_headers,
+        logout_path,
+        logout_redirect_uri,
+        backchannel_logout_path,
+    }
+}
