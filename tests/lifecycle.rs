@@ -273,3 +273,44 @@ async fn rotating_keys_keeps_users_logged_in() {
     );
     rotated.stop().await;
 }
+
+#[tokio::test]
+async fn two_replicas_sharing_redis_refresh_once() {
+    let redis = support::redis::RedisServer::start();
+    let idp = FakeIdp::start().await;
+    idp.state.expires_in.store(60, Ordering::SeqCst);
+    let clock = ManualClock::new(now());
+    let replica = |prefix: &'static str| {
+        let store = redis.store(prefix);
+        let clock = Arc::new(clock.clone());
+        let idp = &idp;
+        async move { Authz::start_with_clock(idp, "", store, clock).await }
+    };
+    let (first, second) = (replica("shared:").await, replica("shared:").await);
+    let mut on_first = logged_in(&idp, &first).await;
+    let mut on_second = on_first.clone();
+    assert_eq!(
+        on_second
+            .send_via(&second, Req::navigate("/"))
+            .await
+            .status(),
+        200
+    );
+
+    clock.advance(61);
+    let mut requests = tokio::task::JoinSet::new();
+    for index in 0..20 {
+        let mut tab = if index % 2 == 0 {
+            on_first.clone()
+        } else {
+            on_second.clone()
+        };
+        requests.spawn(async move { bearer(&tab.send(Req::navigate("/anything")).await) });
+    }
+    let tokens: Vec<String> = requests.join_all().await;
+    assert_eq!(idp.refreshes(), 1, "one refresh across both replicas");
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+    assert_eq!(bearer(&on_first.send(Req::navigate("/")).await), tokens[0]);
+    first.stop().await;
+    second.stop().await;
+}

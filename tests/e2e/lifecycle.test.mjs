@@ -154,3 +154,28 @@ test('lifecycle: back-channel logout endpoint refuses a forged logout_token', { 
   const still = await flow.client.get(stack.envoyUrl('/anything?still=1'));
   assert.equal(still.status, 200, why(stack, still, 'the session survives a forged logout_token'));
 });
+
+test('lifecycle: rotating session keys keeps users logged in (Redis store, oidc-authz restarted)', { timeout: 90000, skip: skipFor({ needs: ['process control'] }) }, async (t) => {
+  const stack = await stackFor(t, 'lifecycle-key-rotation', { sessionStorage: 'redis' });
+  const jwks = await idpJwks(stack);
+  const oldKey = stack.config.session_secret;
+  const newKey = `rotated-${oldKey}`;
+  const returning = await login(stack);
+  const away = await login(stack, { client: newClient(stack, 'away') });
+  const cookieBefore = sessionCookie(returning.client.jar).value;
+
+  // New key first, old key still accepted: both users stay in; the returning one gets a cookie
+  // under the new key (and its session is re-sealed under it).
+  await stack.restartAuthz({ session_secret: [newKey, oldKey] });
+  const during = await returning.client.get(stack.envoyUrl('/anything?rotating=1'));
+  await assertUpstreamGotToken(stack, during, { jwks });
+  assert.notEqual(sessionCookie(returning.client.jar).value, cookieBefore, 'cookie re-issued under the new key');
+
+  // Old key removed: the returning user is still in, the one who stayed away logs in again
+  // (a login redirect, never an error).
+  await stack.restartAuthz({ session_secret: [newKey] });
+  const after = await returning.client.get(stack.envoyUrl('/anything?rotated=1'));
+  await assertUpstreamGotToken(stack, after, { jwks });
+  const stale = await away.client.get(stack.envoyUrl('/anything?stale=1'));
+  await assertLoginRedirect(stack, stale, 'a session under a removed key');
+});
