@@ -708,3 +708,37 @@ async fn sentinel_problems_are_unavailable_quickly() {
     let store = RedisStore::with_topology(&no_sentinel, "s:", 4, timeout).unwrap();
     every_operation_is_unavailable(&store, timeout, "no sentinel listens").await;
 }
+
+/// The hot path costs one round trip per command: no per-command `PING`/`UNWATCH` (a pool
+/// checkout's recycle check), and a Redis restarted while the store was idle costs no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_commands_are_single_round_trips_and_idle_restarts_are_invisible() {
+    let server = RedisServer::start(); // its own: this case restarts it
+    let store = server.store("trips:");
+    let ttl = Duration::from_secs(60);
+    store.put("k", b"v".to_vec(), ttl).await.unwrap();
+    support::redis::command(server.port, &["CONFIG", "RESETSTAT"]).expect("RESETSTAT");
+    for _ in 0..20 {
+        assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+    }
+    let stats = support::redis::command(server.port, &["INFO", "commandstats"])
+        .expect("INFO")
+        .join("\n");
+    assert!(stats.contains("cmdstat_get:calls=20,"), "{stats}");
+    assert!(
+        !stats.contains("cmdstat_ping") && !stats.contains("cmdstat_unwatch"),
+        "{stats}"
+    );
+
+    // Restarted while idle: the next command finds the shared connection dead and retries once.
+    server.stop();
+    server.restart();
+    store
+        .put("after", b"1".to_vec(), ttl)
+        .await
+        .expect("first command after an idle restart");
+    assert_eq!(
+        store.get("after").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+}

@@ -1,6 +1,7 @@
 //! The Redis store, for replicas that share sessions: one Redis, a Redis Cluster, or a master found
-//! through Redis Sentinel (`RedisTopology`). One pooled connection per command; every command has a
-//! timeout so a hung Redis turns into an error (fail closed), not a hung Check. Single-use values
+//! through Redis Sentinel (`RedisTopology`). Every command goes over one shared multiplexed
+//! connection (one round trip each, concurrent commands pipelined), replaced after an error; every
+//! command has a timeout so a hung Redis turns into an error (fail closed), not a hung Check. Single-use values
 //! are taken with `GETDEL` (Redis 6.2+), locks use `SET NX PX`.
 //!
 //! Cluster: every command and every `MULTI` pipeline here touches exactly one key, hence one hash
@@ -13,7 +14,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::redis::{self, AsyncCommands, aio::ConnectionLike};
+use deadpool_redis::redis::{self, aio::ConnectionLike};
 use deadpool_redis::{Runtime, cluster, sentinel};
 
 use super::store::{SessionStore, StoreError};
@@ -33,41 +34,38 @@ pub enum RedisTopology {
     },
 }
 
-/// One pool per topology; `get` yields a `Connection` that hides which.
+/// One pool per topology, used as a connection factory: `connect` yields a `Connection` that hides
+/// which.
 enum Pool {
     Single(deadpool_redis::Pool),
     Cluster(cluster::Pool),
     Sentinel(sentinel::Pool),
 }
 
+/// A multiplexed connection: cheap to clone, and concurrent commands on it are pipelined, so every
+/// Check shares it and a command costs exactly one round trip. (A pool checkout per command would
+/// add deadpool's `UNWATCH`+`PING` recycle round trip to every Check.)
+#[derive(Clone)]
 enum Connection {
-    Single(deadpool_redis::Connection),
-    Cluster(cluster::Connection),
-    Sentinel(sentinel::Connection),
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+    Sentinel(redis::aio::MultiplexedConnection),
 }
 
 impl Pool {
-    async fn get(&self) -> Result<Connection, String> {
+    /// A new connection, taken out of the pool for good (it is shared, not returned).
+    async fn connect(&self) -> Result<Connection, String> {
         Ok(match self {
-            Pool::Single(pool) => Connection::Single(pool.get().await.map_err(|e| e.to_string())?),
-            Pool::Cluster(pool) => {
-                Connection::Cluster(pool.get().await.map_err(|e| e.to_string())?)
-            }
-            Pool::Sentinel(pool) => {
-                Connection::Sentinel(pool.get().await.map_err(|e| e.to_string())?)
-            }
+            Pool::Single(pool) => Connection::Single(deadpool_redis::Connection::take(
+                pool.get().await.map_err(|e| e.to_string())?,
+            )),
+            Pool::Cluster(pool) => Connection::Cluster(cluster::Connection::take(
+                pool.get().await.map_err(|e| e.to_string())?,
+            )),
+            Pool::Sentinel(pool) => Connection::Sentinel(sentinel::Connection::take(
+                pool.get().await.map_err(|e| e.to_string())?,
+            )),
         })
-    }
-}
-
-impl Connection {
-    /// Removes the connection from its pool, so dropping it closes it instead of pooling it.
-    fn discard(self) {
-        match self {
-            Connection::Single(c) => drop(deadpool_redis::Connection::take(c)),
-            Connection::Cluster(c) => drop(cluster::Connection::take(c)),
-            Connection::Sentinel(c) => drop(sentinel::Connection::take(c)),
-        }
     }
 }
 
@@ -105,8 +103,29 @@ impl ConnectionLike for Connection {
     }
 }
 
+/// One command or one pipeline, built before sending so it can be sent again on a fresh connection.
+enum Request {
+    Command(redis::Cmd),
+    Pipeline(redis::Pipeline),
+}
+
+impl Request {
+    async fn send<T: redis::FromRedisValue>(
+        &self,
+        connection: &mut Connection,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Request::Command(command) => command.query_async(connection).await,
+            Request::Pipeline(pipeline) => pipeline.query_async(connection).await,
+        }
+    }
+}
+
 pub struct RedisStore {
     pool: Pool,
+    /// The shared connection; replaced after any error (a broken socket, or a demoted master
+    /// answering READONLY after a Sentinel failover). std `Mutex`: never held across an `.await`.
+    shared: std::sync::Mutex<Option<Connection>>,
     key_prefix: String,
     command_timeout: Duration,
 }
@@ -191,6 +210,7 @@ impl RedisStore {
         };
         Ok(RedisStore {
             pool,
+            shared: std::sync::Mutex::new(None),
             key_prefix: key_prefix.to_owned(),
             command_timeout,
         })
@@ -200,18 +220,44 @@ impl RedisStore {
         format!("{}{key}", self.key_prefix)
     }
 
-    async fn run<T, F>(&self, command: F) -> Result<T, StoreError>
-    where
-        F: AsyncFnOnce(&mut Connection) -> redis::RedisResult<T>,
-    {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Connection>> {
+        self.shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The shared connection, connecting first if there is none; says whether it was already
+    /// shared (and so may have gone stale). Two commands racing to connect may both connect; the
+    /// last one stays shared, the other is dropped after its command.
+    async fn connection(&self) -> Result<(Connection, bool), StoreError> {
+        if let Some(connection) = self.slot().clone() {
+            return Ok((connection, true));
+        }
+        let connection = self.pool.connect().await.map_err(unavailable)?;
+        *self.slot() = Some(connection.clone());
+        Ok((connection, false))
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, request: &Request) -> Result<T, StoreError> {
         let attempt = async {
-            let mut connection = self.pool.get().await.map_err(unavailable)?;
-            match command(&mut connection).await {
+            let (mut connection, reused) = self.connection().await?;
+            match request.send(&mut connection).await {
                 Ok(value) => Ok(value),
                 Err(error) => {
-                    // Broken, or a demoted master answering READONLY: not worth pooling.
-                    connection.discard();
-                    Err(unavailable(error))
+                    // Broken, or a demoted master answering READONLY: connect anew.
+                    self.slot().take();
+                    // A shared connection found dead (Redis restarted while we were idle) gets
+                    // one more try on a fresh one, so a restart does not fail a request. Safe for
+                    // every command here: a retried GETDEL or SET NX can only find the work done.
+                    let stale = error.is_connection_dropped() || error.is_io_error();
+                    if !(reused && stale) {
+                        return Err(unavailable(error));
+                    }
+                    let (mut fresh, _) = self.connection().await?;
+                    request.send(&mut fresh).await.map_err(|error| {
+                        self.slot().take();
+                        unavailable(error)
+                    })
                 }
             }
         };
@@ -224,9 +270,9 @@ impl RedisStore {
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
-        let key = self.key(key);
-        self.run(async |c| c.pset_ex::<_, _, ()>(&key, value, millis(ttl)).await)
-            .await
+        let mut set = redis::cmd("SET");
+        set.arg(self.key(key)).arg(value).arg("PX").arg(millis(ttl));
+        self.run::<()>(&Request::Command(set)).await
     }
 
     async fn put_if_absent(
@@ -235,78 +281,64 @@ impl SessionStore for RedisStore {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let key = self.key(key);
-        self.run(async |c| {
-            let reply: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(value)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis(ttl))
-                .query_async(c)
-                .await?;
-            Ok(reply.is_some())
-        })
-        .await
+        let mut set = redis::cmd("SET");
+        set.arg(self.key(key))
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl));
+        let reply: Option<String> = self.run(&Request::Command(set)).await?;
+        Ok(reply.is_some())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = self.key(key);
-        self.run(async |c| c.get(&key).await).await
+        let mut get = redis::cmd("GET");
+        get.arg(self.key(key));
+        self.run(&Request::Command(get)).await
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = self.key(key);
-        self.run(async |c| c.get_del(&key).await).await
+        let mut get_del = redis::cmd("GETDEL");
+        get_del.arg(self.key(key));
+        self.run(&Request::Command(get_del)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let key = self.key(key);
-        self.run(async |c| c.del::<_, ()>(&key).await).await
+        let mut del = redis::cmd("DEL");
+        del.arg(self.key(key));
+        self.run::<()>(&Request::Command(del)).await
     }
 
     async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         let key = self.key(key);
-        self.run(async |c| {
-            // Extend the set's life to at least `ttl`: PEXPIRE GT only lengthens an existing TTL, and
-            // the plain PEXPIRE NX gives a new set its first one.
-            redis::pipe()
-                .atomic()
-                .sadd(&key, member)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&key)
-                .arg(millis(ttl))
-                .arg("NX")
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&key)
-                .arg(millis(ttl))
-                .arg("GT")
-                .ignore()
-                .query_async::<()>(c)
-                .await
-        })
-        .await
+        // Extend the set's life to at least `ttl`: PEXPIRE GT only lengthens an existing TTL, and
+        // the plain PEXPIRE NX gives a new set its first one.
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .sadd(&key, member)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(millis(ttl))
+            .arg("NX")
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(millis(ttl))
+            .arg("GT")
+            .ignore();
+        self.run::<()>(&Request::Pipeline(pipe)).await
     }
 
     async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
         let key = self.key(key);
-        self.run(async |c| {
-            let (members,): (Vec<String>,) = redis::pipe()
-                .atomic()
-                .smembers(&key)
-                .del(&key)
-                .ignore()
-                .query_async(c)
-                .await?;
-            Ok(members)
-        })
-        .await
+        let mut pipe = redis::pipe();
+        pipe.atomic().smembers(&key).del(&key).ignore();
+        let (members,): (Vec<String>,) = self.run(&Request::Pipeline(pipe)).await?;
+        Ok(members)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(async |c| redis::cmd("PING").query_async::<()>(c).await)
-            .await
+        self.run::<()>(&Request::Command(redis::cmd("PING"))).await
     }
 }
