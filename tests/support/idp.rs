@@ -211,6 +211,24 @@ fn authenticate(state: &IdpState, headers: &HeaderMap, form: &HashMap<String, St
         && !form.contains_key("client_secret")
 }
 
+/// A token response with access token `at-n` and a new (rotating) refresh token `rt-n`.
+fn tokens(state: &IdpState, n: u64, id_token: Option<String>) -> Response {
+    let refresh_token = format!("rt-{n}");
+    state
+        .refresh_tokens
+        .lock()
+        .unwrap()
+        .insert(refresh_token.clone(), SUBJECT.into());
+    let mut body = json!({
+        "access_token": format!("at-{n}"), "token_type": "Bearer",
+        "expires_in": state.expires_in.load(Ordering::SeqCst), "refresh_token": refresh_token,
+    });
+    if let Some(id_token) = id_token {
+        body["id_token"] = json!(id_token);
+    }
+    Json(body).into_response()
+}
+
 async fn token(
     State(state): State<Arc<IdpState>>,
     headers: HeaderMap,
@@ -223,7 +241,6 @@ async fn token(
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
     let n = state.counter.fetch_add(1, Ordering::SeqCst);
-    let expires_in = state.expires_in.load(Ordering::SeqCst);
     match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
             state.code_exchanges.fetch_add(1, Ordering::SeqCst);
@@ -259,17 +276,7 @@ async fn token(
                 });
                 jsonwebtoken::encode(&header, &claims, &state.key).unwrap()
             };
-            let refresh_token = format!("rt-{n}");
-            state
-                .refresh_tokens
-                .lock()
-                .unwrap()
-                .insert(refresh_token.clone(), SUBJECT.into());
-            Json(json!({
-                "access_token": format!("at-{n}"), "token_type": "Bearer", "expires_in": expires_in,
-                "id_token": id_token, "refresh_token": refresh_token,
-            }))
-            .into_response()
+            tokens(&state, n, Some(id_token))
         }
         Some("refresh_token") => {
             state.refreshes.fetch_add(1, Ordering::SeqCst);
@@ -280,17 +287,7 @@ async fn token(
             if known.is_none() {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             }
-            let refresh_token = format!("rt-{n}");
-            state
-                .refresh_tokens
-                .lock()
-                .unwrap()
-                .insert(refresh_token.clone(), SUBJECT.into());
-            Json(json!({
-                "access_token": format!("at-{n}"), "token_type": "Bearer", "expires_in": expires_in,
-                "refresh_token": refresh_token,
-            }))
-            .into_response()
+            tokens(&state, n, None)
         }
         _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     }
