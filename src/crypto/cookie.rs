@@ -28,11 +28,20 @@ impl CookiePurpose {
 }
 
 /// A verified cookie: the id it carries, and whether it was signed by an old key (then it should be
-/// re-issued under the current one).
-#[derive(Debug, PartialEq, Eq)]
+/// re-issued under the current one). `Debug` hides the id.
+#[derive(PartialEq, Eq)]
 pub struct VerifiedCookie {
     pub id: [u8; 16],
     pub signed_by_old_key: bool,
+}
+
+impl std::fmt::Debug for VerifiedCookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedCookie")
+            .field("id", &"[redacted]")
+            .field("signed_by_old_key", &self.signed_by_old_key)
+            .finish()
+    }
 }
 
 fn mac(key: &[u8; 32], purpose: CookiePurpose, encoded_id: &str) -> Hmac<Sha256> {

@@ -8,7 +8,8 @@ pub struct UpstreamHeader {
     pub value: crate::secret::Secret,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` prints cookie names, not values: a `Set-Cookie` carries a session.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Let the request through to the upstream.
     Allow {
@@ -31,4 +32,75 @@ pub enum Decision {
         headers: Vec<(String, String)>,
         set_cookies: Vec<String>,
     },
+}
+
+fn cookie_names(set_cookies: &[String]) -> Vec<&str> {
+    set_cookies
+        .iter()
+        .map(|cookie| cookie.split('=').next().unwrap_or(""))
+        .collect()
+}
+
+impl std::fmt::Debug for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Allow {
+                set_upstream_headers,
+                remove_upstream_headers,
+                set_cookies,
+            } => f
+                .debug_struct("Allow")
+                .field(
+                    "set_upstream_headers",
+                    &set_upstream_headers
+                        .iter()
+                        .map(|h| &h.name)
+                        .collect::<Vec<_>>(),
+                )
+                .field("remove_upstream_headers", remove_upstream_headers)
+                .field("set_cookies", &cookie_names(set_cookies))
+                .finish(),
+            Decision::Redirect {
+                status,
+                location,
+                set_cookies,
+            } => f
+                .debug_struct("Redirect")
+                .field("status", status)
+                .field("location", location)
+                .field("set_cookies", &cookie_names(set_cookies))
+                .finish(),
+            Decision::Deny {
+                status,
+                message,
+                headers,
+                set_cookies,
+            } => f
+                .debug_struct("Deny")
+                .field("status", status)
+                .field("message", message)
+                .field("headers", headers)
+                .field("set_cookies", &cookie_names(set_cookies))
+                .finish(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_prints_cookie_names_not_values() {
+        let decision = Decision::Redirect {
+            status: 302,
+            location: "/".into(),
+            set_cookies: vec!["session=v1.abc.def; Path=/".into()],
+        };
+        let printed = format!("{decision:?}");
+        assert!(
+            printed.contains("\"session\"") && !printed.contains("v1.abc"),
+            "{printed}"
+        );
+    }
 }

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Default)]
+/// `Debug` shows header *names* only and no body or query: cookies, codes and tokens travel there.
+#[derive(Clone, Default)]
 pub struct RequestView {
     pub method: String,
     /// `http` or `https`, as the client used it.
@@ -16,6 +17,22 @@ pub struct RequestView {
     /// Header names in lower case.
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for RequestView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut header_names: Vec<&str> = self.headers.keys().map(String::as_str).collect();
+        header_names.sort_unstable();
+        f.debug_struct("RequestView")
+            .field("method", &self.method)
+            .field("scheme", &self.scheme)
+            .field("host", &self.host)
+            .field("path", &self.path)
+            .field("query", &"[redacted]")
+            .field("header_names", &header_names)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 impl RequestView {
@@ -168,6 +185,19 @@ mod tests {
         );
         let only_ours = request("GET", &[("cookie", "session=y")]);
         assert_eq!(only_ours.cookie_header_without(&names), None);
+    }
+
+    #[test]
+    fn debug_output_hides_cookies_codes_and_bodies() {
+        let mut view = request("POST", &[("cookie", "session=v1.secret")]);
+        view.query = "code=the-code".into();
+        view.body = b"code=the-code".to_vec();
+        let printed = format!("{view:?}");
+        assert!(printed.contains("\"cookie\""), "{printed}");
+        assert!(
+            !printed.contains("secret") && !printed.contains("the-code"),
+            "{printed}"
+        );
     }
 
     #[test]
