@@ -3,6 +3,7 @@
 // variants matching the running stack's configuration run (form_post, PKCE auto, client_secret_basic).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import {
   login, assertUpstreamGotToken, assertNoTokensInUrls, sessionCookie, stackFor, why, idpJwks,
   skipFor, tokenClientId,
@@ -92,3 +93,26 @@ for (const [name, opts, want] of VARIANTS) {
     if (stats) assert.deepEqual(stack.idpStats(), before, 'no IdP requests for requests with a session');
   });
 }
+
+test('no token, code, cookie or secret reaches oidc-authz\'s log, even at trace level', { timeout: 60000, skip: skipFor({ needs: ['process control'] }) }, async (t) => {
+  const stack = await stackFor(t, 'login-log-hygiene', { rustLog: 'oidc_authz=trace,info' });
+  const jwks = await idpJwks(stack);
+  const flow = await login(stack);
+  const { token } = await assertUpstreamGotToken(stack, flow.final, { jwks });
+  const session = sessionCookie(flow.client.jar);
+  await flow.client.get(stack.envoyUrl('/anything?again=1'));
+  await flow.client.get(stack.envoyUrl('/logout'));
+  const log = fs.readFileSync(stack.logFile('oidc-authz'), 'utf8');
+  assert.match(log, /login completed/, 'the log is the one the login wrote');
+  const secrets = {
+    'access token': token,
+    'authorization code': flow.code,
+    'session cookie': session.value,
+    'client secret': stack.config.client_secret,
+    'session secret': String(stack.config.session_secret),
+  };
+  for (const [what, value] of Object.entries(secrets)) {
+    assert.ok(value && value.length >= 8, `${what} is known to the test`);
+    assert.ok(!log.includes(value), `the ${what} appears in oidc-authz's log`);
+  }
+});

@@ -272,6 +272,7 @@ let stackCounter = 0;
  *   clientAuth       'client_secret_basic' | 'client_secret_post'
  *   accessTokenTtl   seconds, IdP access-token lifetime    (300)
  *   extraConfig      merged into the generated oidc-authz config
+ *   rustLog          oidc-authz's RUST_LOG (default: $RUST_LOG, else "info")
  *   ports            fixed ports { envoy, envoyAdmin, authz, authzAdmin, idp, httpbin, redis }
  *   redis            start redis-server even for memory storage (default: only for redis storage)
  *   idpHost          host name in the IdP issuer: '127.0.0.1' (default) or 'localhost' (cross-site)
@@ -442,7 +443,7 @@ async function startStackOnce(opts) {
     const spawnAuthz = () => {
       procs.authz = new Proc('oidc-authz', bins.authz, ['--config', stack.configFile], {
         logFile: logFile('oidc-authz'),
-        env: { RUST_LOG: process.env.RUST_LOG ?? 'info', NO_COLOR: '1' },
+        env: { RUST_LOG: opts.rustLog ?? process.env.RUST_LOG ?? 'info', NO_COLOR: '1' },
       });
     };
     spawnAuthz();
