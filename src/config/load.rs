@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde_yaml::{Mapping, Value};
 
-use super::Config;
 use super::validate::validate;
+use super::{Config, CookieSecure, ResponseMode};
 
 pub const ENV_PREFIX: &str = "OIDC_AUTHZ_";
 
@@ -62,9 +62,19 @@ pub fn load_from_str(
             }
         }
     };
-    let warnings = apply_env_overrides(&mut root, env);
+    let mut warnings = apply_env_overrides(&mut root, env);
     let mut errors = Vec::new();
     let config = validate(&root, &mut errors);
+    if config.response_mode == ResponseMode::FormPost
+        && config.session_cookie_secure == CookieSecure::Never
+    {
+        warnings.push(
+            "response_mode: form_post with session_cookie_secure: never: browsers send the login \
+             cookie on a cross-site form_post only when it is SameSite=None; Secure, so logins \
+             through an IdP on another site will fail with 403"
+                .into(),
+        );
+    }
     if errors.is_empty() {
         Ok((config, warnings))
     } else {

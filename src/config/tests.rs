@@ -121,6 +121,13 @@ fn claim_headers_pair_up_and_may_not_shadow_token_headers() {
 }
 
 #[test]
+fn form_post_without_secure_cookies_is_warned_about() {
+    let yaml = format!("{MINIMAL}response_mode: form_post\nsession_cookie_secure: never\n");
+    let (_, warnings) = load_from_str(&yaml, "t", env(&[])).unwrap();
+    assert!(warnings[0].contains("SameSite=None"), "{warnings:?}");
+}
+
+#[test]
 fn syntax_errors_name_the_line() {
     let error =
         load_from_str("issuer: [unclosed\nclient_id: x\n", "bad.yaml", env(&[])).unwrap_err();
