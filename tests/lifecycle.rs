@@ -314,3 +314,24 @@ async fn two_replicas_sharing_redis_refresh_once() {
     first.stop().await;
     second.stop().await;
 }
+
+#[tokio::test]
+async fn logout_methods_limit_what_the_logout_path_answers() {
+    let (idp, authz, _, _) = setup("logout_methods: [post]").await;
+    let mut browser = logged_in(&idp, &authz).await;
+    assert_eq!(browser.send(Req::navigate("/logout")).await.status(), 405);
+    assert_eq!(
+        browser.send(Req::navigate("/anything")).await.status(),
+        200,
+        "still logged in"
+    );
+    let post = Req {
+        method: "POST",
+        path: "/logout",
+        headers: vec![],
+        body: "",
+    };
+    assert_eq!(browser.send(post).await.status(), 303);
+    assert_eq!(browser.send(Req::navigate("/anything")).await.status(), 302);
+    authz.stop().await;
+}

@@ -121,6 +121,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "upstream_headers_names",
     "trust_forwarded_headers",
     "logout_path",
+    "logout_methods",
     "logout_redirect_uri",
     "backchannel_logout_path",
 ];

@@ -150,6 +150,8 @@ pub struct Config {
     pub trust_forwarded_headers: bool,
 
     pub logout_path: Option<String>,
+    /// Methods the logout path answers (Kong's `logout_methods`); others get 405.
+    pub logout_methods: Vec<String>,
     pub logout_redirect_uri: Option<String>,
     pub backchannel_logout_path: Option<String>,
 }

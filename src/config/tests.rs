@@ -65,6 +65,7 @@ upstream_access_token_header: 'bad header:'
 logout_path: /callback
 colour: blue
 sesion_secret: x
+logout_methods: [put]
 ",
     );
     let expected = [
@@ -83,6 +84,7 @@ sesion_secret: x
         "logout_path: `/callback` is already used by another endpoint",
         "colour: unknown key",
         "sesion_secret: unknown key (did you mean `session_secret`?)",
+        "logout_methods: must list one or more of GET, POST, DELETE",
     ];
     for needle in expected {
         assert!(

@@ -293,6 +293,22 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
             format!("`{uri}` must be a path or an absolute URL"),
         );
     }
+    let logout_methods: Vec<String> = reader
+        .string_list("logout_methods")
+        .unwrap_or_else(|| vec!["GET".into(), "POST".into()])
+        .into_iter()
+        .map(|method| method.to_ascii_uppercase())
+        .collect();
+    if logout_methods.is_empty()
+        || logout_methods
+            .iter()
+            .any(|method| !matches!(method.as_str(), "GET" | "POST" | "DELETE"))
+    {
+        reader.error(
+            "logout_methods",
+            "must list one or more of GET, POST, DELETE (POST alone stops cross-site links from logging users out)",
+        );
+    }
     let backchannel_logout_path = path_key(&mut reader, "backchannel_logout_path", None);
     let mut special_paths = HashSet::new();
     for (key, path) in [
@@ -344,6 +360,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         upstream_claim_headers,
         trust_forwarded_headers,
         logout_path,
+        logout_methods,
         logout_redirect_uri,
         backchannel_logout_path,
     }

@@ -12,7 +12,7 @@ impl Flow {
         request: &RequestView,
         jar: &CookieJar<'_>,
     ) -> Result<Decision, Error> {
-        if !matches!(request.method.as_str(), "GET" | "POST") {
+        if !self.config.logout_methods.contains(&request.method) {
             return Err(Error::MethodNotAllowed(request.method.clone()));
         }
         let mut id_token = String::new();
@@ -50,7 +50,7 @@ impl Flow {
             None => post_logout.unwrap_or_else(|| "/".to_owned()),
         };
         Ok(Decision::Redirect {
-            status: if request.method == "POST" { 303 } else { 302 },
+            status: if request.method == "GET" { 302 } else { 303 },
             location,
             set_cookies: vec![jar.clear(CookieKind::Session)],
         })
