@@ -48,10 +48,14 @@ impl App {
                         urls,
                         master_name,
                         db,
+                        username,
+                        password,
                     } => RedisTopology::Sentinel {
                         urls: exposed(urls),
                         master_name: master_name.clone(),
                         db: *db,
+                        username: username.clone(),
+                        password: password.as_ref().map(|p| p.expose().to_owned()),
                     },
                 };
                 Arc::new(RedisStore::with_topology(

@@ -5,8 +5,10 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use oidc_authz::clock::ManualClock;
+use oidc_authz::session::StoreError;
 use support::idp::now;
 use support::{Authz, Browser, FakeIdp, KEY_A, KEY_B, Outcome, Req, SwitchableStore};
 
@@ -333,5 +335,127 @@ async fn logout_methods_limit_what_the_logout_path_answers() {
     };
     assert_eq!(browser.send(post).await.status(), 303);
     assert_eq!(browser.send(Req::navigate("/anything")).await.status(), 302);
+    authz.stop().await;
+}
+
+/// Records what back-channel logouts find in the session indexes (`take_set`), and can make
+/// `remove_from_set` fail; everything else goes to a `SwitchableStore` over memory.
+struct IndexProbe {
+    inner: Arc<SwitchableStore>,
+    taken: std::sync::Mutex<Vec<usize>>,
+    fail_remove_from_set: std::sync::atomic::AtomicBool,
+}
+
+impl IndexProbe {
+    fn new() -> Arc<Self> {
+        Arc::new(IndexProbe {
+            inner: SwitchableStore::memory(),
+            taken: std::sync::Mutex::new(Vec::new()),
+            fail_remove_from_set: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// How many members each `take_set` since the last call returned.
+    fn taken(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.taken.lock().unwrap())
+    }
+}
+
+#[async_trait::async_trait]
+impl oidc_authz::session::SessionStore for IndexProbe {
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        self.inner.put(key, value, ttl).await
+    }
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_if_absent(key, value, ttl).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.take(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.inner.add_to_set(key, member, ttl).await
+    }
+    async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError> {
+        if self.fail_remove_from_set.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("remove_from_set failed".into()));
+        }
+        self.inner.remove_from_set(key, member).await
+    }
+    async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let members = self.inner.take_set(key).await?;
+        self.taken.lock().unwrap().push(members.len());
+        Ok(members)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+fn backchannel_request(token: &str) -> Req<'static> {
+    Req {
+        method: "POST",
+        path: "/backchannel-logout",
+        headers: vec![("content-type", "application/x-www-form-urlencoded")],
+        body: Box::leak(format!("logout_token={token}").into_boxed_str()),
+    }
+}
+
+#[tokio::test]
+async fn logout_takes_the_session_out_of_the_backchannel_indexes() {
+    let idp = FakeIdp::start().await;
+    let store = IndexProbe::new();
+    let authz = Authz::start(
+        &idp,
+        "backchannel_logout_path: /backchannel-logout",
+        store.clone(),
+    )
+    .await;
+    let mut leaving = logged_in(&idp, &authz).await; // sid idp-session-1, sub alice
+    *idp.state.session_id.lock().unwrap() = "idp-session-2".into();
+    let mut staying = logged_in(&idp, &authz).await;
+
+    assert_eq!(leaving.send(Req::navigate("/logout")).await.status(), 302);
+    assert_eq!(leaving.send(Req::navigate("/")).await.status(), 302);
+
+    // The IdP tells us about the same logout: its sid's index is already empty.
+    let mut idp_client = authz.browser();
+    let token = idp.logout_token(Some("idp-session-1"), None, "jti-after-logout-1");
+    let outcome = idp_client.send(backchannel_request(&token)).await;
+    assert_eq!(outcome.status(), 200, "{outcome:?}");
+    assert_eq!(store.taken(), [0], "no session left to end for the sid");
+    assert_eq!(staying.send(Req::navigate("/")).await.status(), 200);
+
+    // By subject: only the remaining session is listed, and it ends.
+    let token = idp.logout_token(None, Some("alice"), "jti-after-logout-2");
+    let outcome = idp_client.send(backchannel_request(&token)).await;
+    assert_eq!(outcome.status(), 200, "{outcome:?}");
+    assert_eq!(store.taken(), [1], "only the session that was still live");
+    assert_eq!(staying.send(Req::navigate("/")).await.status(), 302);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn logout_fails_closed_when_the_indexes_cannot_be_updated() {
+    let idp = FakeIdp::start().await;
+    let store = IndexProbe::new();
+    let authz = Authz::start(&idp, "", store.clone()).await;
+    let mut browser = logged_in(&idp, &authz).await;
+    store.fail_remove_from_set.store(true, Ordering::SeqCst);
+    let outcome = browser.send(Req::navigate("/logout")).await;
+    assert!(matches!(outcome, Outcome::Error(_)), "{outcome:?}");
+    // The session went first: the cookie it still holds opens nothing.
+    store.fail_remove_from_set.store(false, Ordering::SeqCst);
+    assert_eq!(browser.send(Req::navigate("/")).await.status(), 302);
     authz.stop().await;
 }

@@ -1,8 +1,9 @@
 //! The `SessionStore` conformance suite: one set of cases (`suite`), run against every store
 //! implementation (`memory::*`, and `RedisStore` against one server `redis::*`, a Redis Cluster
-//! `cluster::*` and a Sentinel-watched master `sentinel::*`), plus Redis-only cases for what only a
-//! networked store can do wrong (key prefixes, an unreachable or hung server, a server restarted
-//! under the pool).
+//! `cluster::*`, a Sentinel-watched master `sentinel::*` and one behind `requirepass`
+//! `sentinel_auth::*`), plus Redis-only cases for what only a networked store can do wrong (key
+//! prefixes, an unreachable or hung server, a server restarted under the pool, a missing or wrong
+//! master password).
 //!
 //! The Redis cases start their own `redis-server`s on free loopback ports (never the system
 //! instance) and kill them when done. They FAIL, not skip, when `redis-server` or `redis-cli` is not
@@ -22,8 +23,9 @@ use oidc_authz::session::memory::MemoryStore;
 use oidc_authz::session::redis::{RedisStore, RedisTopology};
 use oidc_authz::session::store::{SessionStore, StoreError};
 use support::redis::{
-    REDIS_COMMAND_TIMEOUT, RedisServer, SENTINEL_MASTER_NAME, command, commands, free_port,
-    shared_cluster, shared_redis, shared_sentinel,
+    REDIS_COMMAND_TIMEOUT, RedisServer, SENTINEL_ACL_PASSWORD, SENTINEL_ACL_USER,
+    SENTINEL_MASTER_NAME, SENTINEL_MASTER_PASSWORD, command, commands, free_port, shared_cluster,
+    shared_redis, shared_sentinel, shared_sentinel_with_password,
 };
 
 /// TTLs for one store: `short` is what the expiry cases wait out, `long` never expires during a test.
@@ -357,6 +359,52 @@ mod suite {
         }
     }
 
+    pub async fn remove_from_set_removes_one_member(store: Arc<dyn SessionStore>, t: Timing) {
+        let store = &*store;
+        let add = |key: &'static str, member: &'static str, ttl: Duration| async move {
+            bounded("add_to_set", store.add_to_set(key, member, ttl))
+                .await
+                .expect("add_to_set");
+        };
+        let remove = |key: &'static str, member: &'static str| async move {
+            bounded("remove_from_set", store.remove_from_set(key, member))
+                .await
+                .expect("remove_from_set");
+        };
+        for member in ["session:a", "session:b", "session:c"] {
+            add("srem:k", member, t.long).await;
+        }
+        remove("srem:k", "session:b").await;
+        remove("srem:k", "session:b").await; // twice: nothing left to remove, no error
+        remove("srem:k", "never-added").await;
+        remove("srem:missing", "session:a").await; // no such set: no error, and none made
+        assert!(take_set_sorted(store, "srem:missing").await.is_empty());
+        assert_eq!(
+            take_set_sorted(store, "srem:k").await,
+            ["session:a", "session:c"],
+            "only the removed member is gone"
+        );
+        // Other sets keep the member.
+        add("srem:x", "m", t.long).await;
+        add("srem:y", "m", t.long).await;
+        remove("srem:x", "m").await;
+        assert!(take_set_sorted(store, "srem:x").await.is_empty());
+        assert_eq!(take_set_sorted(store, "srem:y").await, ["m"]);
+
+        // Removing does not lengthen a set's life...
+        add("srem:short", "a", t.short).await;
+        add("srem:short", "b", t.short).await;
+        remove("srem:short", "a").await;
+        outlive(t.short).await;
+        assert!(take_set_sorted(store, "srem:short").await.is_empty());
+        // ...and a set emptied by removals is gone: a later add starts it with its own TTL.
+        add("srem:emptied", "a", t.long).await;
+        remove("srem:emptied", "a").await;
+        add("srem:emptied", "b", t.short).await;
+        outlive(t.short).await;
+        assert!(take_set_sorted(store, "srem:emptied").await.is_empty());
+    }
+
     pub async fn delete_is_idempotent(store: Arc<dyn SessionStore>, t: Timing) {
         let store = &*store;
         bounded("delete", store.delete("del:missing"))
@@ -394,7 +442,8 @@ mod suite {
 }
 
 /// Generates `memory::<case>`, `redis::<case>` (one server), `cluster::<case>` (a three-master Redis
-/// Cluster) and `sentinel::<case>` (a master found through Sentinel) for every case of the suite.
+/// Cluster), `sentinel::<case>` (a master found through Sentinel) and `sentinel_auth::<case>` (the
+/// same, the master behind a password) for every case of the suite.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -439,6 +488,18 @@ macro_rules! conformance {
                 }
             )*
         }
+        mod sentinel_auth {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    // The master has `requirepass`; the store logs in with
+                    // `redis.sentinel.password`.
+                    let setup = super::shared_sentinel_with_password();
+                    let store = setup.store(concat!("conformance:", stringify!($case), ":"));
+                    super::suite::$case(store, super::REDIS_TIMING).await;
+                }
+            )*
+        }
     };
 }
 
@@ -453,6 +514,7 @@ conformance!(
     sets_collect_members_and_take_empties,
     set_ttl_only_lengthens,
     concurrent_take_set_partitions_members,
+    remove_from_set_removes_one_member,
     delete_is_idempotent,
     ping_answers,
 );
@@ -504,6 +566,7 @@ async fn every_operation_is_unavailable(
     expect_unavailable!("take", store.take("k"));
     expect_unavailable!("delete", store.delete("k"));
     expect_unavailable!("add_to_set", store.add_to_set("s", "m", ttl));
+    expect_unavailable!("remove_from_set", store.remove_from_set("s", "m"));
     expect_unavailable!("take_set", store.take_set("s"));
 }
 
@@ -662,11 +725,7 @@ async fn cluster_unreachable_is_unavailable_quickly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_store_writes_to_the_master_in_its_db() {
     let setup = shared_sentinel();
-    let topology = RedisTopology::Sentinel {
-        urls: setup.urls(),
-        master_name: SENTINEL_MASTER_NAME.into(),
-        db: 3,
-    };
+    let topology = setup.topology(3, None, None);
     let store = RedisStore::with_topology(&topology, "db3:", 4, REDIS_COMMAND_TIMEOUT).unwrap();
     bounded(
         "put",
@@ -696,6 +755,8 @@ async fn sentinel_problems_are_unavailable_quickly() {
         urls: setup.urls(),
         master_name: "no-such-master".into(),
         db: 0,
+        username: None,
+        password: None,
     };
     let store = RedisStore::with_topology(&unknown_master, "s:", 4, timeout).unwrap();
     every_operation_is_unavailable(&store, timeout, "unknown master name").await;
@@ -704,9 +765,74 @@ async fn sentinel_problems_are_unavailable_quickly() {
         urls: vec![format!("redis://127.0.0.1:{}", free_port())],
         master_name: SENTINEL_MASTER_NAME.into(),
         db: 0,
+        username: None,
+        password: None,
     };
     let store = RedisStore::with_topology(&no_sentinel, "s:", 4, timeout).unwrap();
     every_operation_is_unavailable(&store, timeout, "no sentinel listens").await;
+}
+
+/// A master behind `requirepass`: the store logs in with the master password (or an ACL user and
+/// its password) and writes there; without it, or with a wrong one, every operation is
+/// `Unavailable`, quickly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_master_password_is_used_and_required() {
+    let setup = shared_sentinel_with_password();
+    let ttl = Duration::from_secs(60);
+    for (username, password, prefix) in [
+        (None, SENTINEL_MASTER_PASSWORD, "auth-default:"),
+        (Some(SENTINEL_ACL_USER), SENTINEL_ACL_PASSWORD, "auth-acl:"),
+    ] {
+        let topology = setup.topology(2, username, Some(password));
+        let store = RedisStore::with_topology(&topology, prefix, 4, REDIS_COMMAND_TIMEOUT).unwrap();
+        bounded("ping", store.ping()).await.expect("ping");
+        bounded("put", store.put("k", b"v".to_vec(), ttl))
+            .await
+            .expect("put");
+        assert_eq!(
+            bounded("get", store.get("k"))
+                .await
+                .expect("get")
+                .as_deref(),
+            Some(&b"v"[..])
+        );
+        let key = format!("{prefix}k");
+        let replies = commands(
+            setup.master.port,
+            &[
+                &["GET", &key],
+                &["AUTH", SENTINEL_MASTER_PASSWORD],
+                &["SELECT", "2"],
+                &["GET", &key],
+            ],
+        )
+        .expect("the master answers");
+        assert!(
+            replies[0][0].starts_with("-NOAUTH"),
+            "the master wants a password: {replies:?}"
+        );
+        assert_eq!(replies[3], ["v"], "written to db 2 of the master");
+    }
+
+    let timeout = Duration::from_millis(300);
+    for (username, password, context) in [
+        (None, None, "no master password"),
+        (None, Some("wrong-password"), "a wrong master password"),
+        (
+            Some(SENTINEL_ACL_USER),
+            Some(SENTINEL_MASTER_PASSWORD),
+            "the ACL user with another user's password",
+        ),
+        (
+            Some("nobody"),
+            Some(SENTINEL_ACL_PASSWORD),
+            "an unknown ACL user",
+        ),
+    ] {
+        let topology = setup.topology(0, username, password);
+        let store = RedisStore::with_topology(&topology, "auth-refused:", 4, timeout).unwrap();
+        every_operation_is_unavailable(&store, timeout, context).await;
+    }
 }
 
 /// The hot path costs one round trip per command: no per-command `PING`/`UNWATCH` (a pool

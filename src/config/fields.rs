@@ -88,11 +88,28 @@ pub(super) fn redis_mode(reader: &mut Reader, required: bool) -> Option<RedisMod
             sentinel.error("db", "is too large");
             0
         });
+        // The master's own login (`requirepass` or an ACL user), apart from the sentinels'.
+        let password_given = ["password", "password_file"].map(|key| sentinel.value(key).is_some());
+        let password = secret_text(&mut sentinel, "password").map(|text| Secret::new(text.trim()));
+        if password.as_ref().is_some_and(Secret::is_empty) {
+            sentinel.error("password", "is empty");
+        }
+        let username = sentinel.string("username");
+        if username.as_deref() == Some("") {
+            sentinel.error("username", "is empty");
+        } else if username.is_some() && password_given == [false, false] {
+            sentinel.error(
+                "username",
+                "needs redis.sentinel.password (or password_file): Redis logs a user in with both",
+            );
+        }
         sentinel.finish();
         RedisMode::Sentinel {
             urls,
             master_name,
             db,
+            username,
+            password,
         }
     });
 

@@ -75,11 +75,15 @@ pub enum RedisMode {
     Single { url: Secret },
     /// `redis.cluster_urls`: seed nodes of a Redis Cluster.
     Cluster { urls: Vec<Secret> },
-    /// `redis.sentinel`: sentinels that know the master `master_name`.
+    /// `redis.sentinel`: sentinels that know the master `master_name`. `username`/`password`
+    /// log in to the master (and its replicas); the URLs' credentials are for the sentinels.
     Sentinel {
         urls: Vec<Secret>,
         master_name: String,
         db: i64,
+        /// An ACL user on the master; only with `password`.
+        username: Option<String>,
+        password: Option<Secret>,
     },
 }
 

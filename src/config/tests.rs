@@ -212,6 +212,8 @@ fn redis_cluster_and_sentinel_are_read() {
             urls,
             master_name,
             db,
+            username: None,
+            password: None,
         } => {
             assert_eq!(urls.len(), 2);
             assert_eq!((master_name.as_str(), *db), ("mymaster", 2));
@@ -259,6 +261,8 @@ fn redis_cluster_and_sentinel_come_from_the_environment() {
             urls,
             master_name,
             db,
+            username: None,
+            password: None,
         } => {
             assert_eq!(urls.len(), 2);
             assert_eq!((master_name.as_str(), *db), ("mymaster", 3));
@@ -353,6 +357,105 @@ redis:
         [
             "redis.url: required when session_storage is redis (or redis.cluster_urls, or redis.sentinel)"
         ]
+    );
+}
+
+#[test]
+fn sentinel_master_credentials_inline_from_a_file_and_from_the_environment() {
+    let redis = redis_mode(
+        "redis:\n  sentinel:\n    urls: [redis://127.0.0.1:26379]\n    master_name: m\n    username: authz\n    password: ' m4ster-pw '\n",
+        &[],
+    );
+    match &redis.mode {
+        RedisMode::Sentinel {
+            username, password, ..
+        } => {
+            assert_eq!(username.as_deref(), Some("authz"));
+            assert_eq!(password.as_ref().map(Secret::expose), Some("m4ster-pw"));
+        }
+        other => panic!("expected sentinel, got {other:?}"),
+    }
+    assert!(
+        !format!("{redis:?}").contains("m4ster-pw"),
+        "the password is redacted"
+    );
+
+    let dir = std::env::temp_dir().join(format!("oidc-authz-sentinel-pw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("redis_password");
+    std::fs::write(&file, "from-file\n").unwrap();
+    let redis = redis_mode(
+        &format!(
+            "redis:\n  sentinel:\n    urls: [redis://127.0.0.1:26379]\n    master_name: m\n    password_file: {}\n",
+            file.display()
+        ),
+        &[],
+    );
+    match &redis.mode {
+        RedisMode::Sentinel {
+            username: None,
+            password: Some(password),
+            ..
+        } => assert_eq!(password.expose(), "from-file"),
+        other => panic!("expected sentinel with a password, got {other:?}"),
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+
+    let redis = redis_mode(
+        "",
+        &[
+            (
+                "OIDC_AUTHZ_REDIS__SENTINEL__URLS",
+                "redis://127.0.0.1:26379",
+            ),
+            ("OIDC_AUTHZ_REDIS__SENTINEL__MASTER_NAME", "m"),
+            ("OIDC_AUTHZ_REDIS__SENTINEL__PASSWORD", "from-env"),
+        ],
+    );
+    match &redis.mode {
+        RedisMode::Sentinel {
+            password: Some(password),
+            ..
+        } => assert_eq!(password.expose(), "from-env"),
+        other => panic!("expected sentinel with a password, got {other:?}"),
+    }
+}
+
+#[test]
+fn sentinel_master_credential_mistakes_have_their_key_path() {
+    let sentinel = |extra: &str| {
+        problems(&format!(
+            "{MINIMAL}session_storage: redis\nredis:\n  sentinel:\n    urls: [redis://127.0.0.1:26379]\n    master_name: m\n{extra}"
+        ))
+    };
+    let found = sentinel("    password: hunter2\n    password_file: /nonexistent/pw\n");
+    expect_exactly(
+        &found,
+        &["redis.sentinel.password: set either password or password_file, not both"],
+    );
+    assert!(!found.iter().any(|p| p.contains("hunter2")), "{found:#?}");
+    // Given both, the username's password is there: only the conflict is reported.
+    let found =
+        sentinel("    username: u\n    password: hunter2\n    password_file: /nonexistent/pw\n");
+    expect_exactly(
+        &found,
+        &["redis.sentinel.password: set either password or password_file, not both"],
+    );
+    expect_exactly(
+        &sentinel("    password_file: /nonexistent/pw\n"),
+        &["redis.sentinel.password_file: cannot read /nonexistent/pw"],
+    );
+    expect_exactly(
+        &sentinel("    username: authz\n"),
+        &["redis.sentinel.username: needs redis.sentinel.password"],
+    );
+    expect_exactly(
+        &sentinel("    password: '  '\n"),
+        &["redis.sentinel.password: is empty"],
+    );
+    expect_exactly(
+        &sentinel("    pasword: x\n"),
+        &["redis.sentinel.pasword: unknown key (did you mean `password`?)"],
     );
 }
 

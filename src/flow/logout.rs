@@ -17,7 +17,7 @@ impl Flow {
         }
         let mut id_token = String::new();
         if let Some(found) = self.find_session(request, jar).await? {
-            self.sessions.delete(&found.id).await?;
+            self.sessions.end(&found.id, &found.loaded.record).await?;
             tracing::info!(subject = %found.loaded.record.subject, "logged out");
             self.metrics.record_rp_logout();
             id_token = found.loaded.record.id_token;

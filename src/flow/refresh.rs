@@ -33,7 +33,7 @@ impl Flow {
         let now = self.clock.now_unix();
         if record.refresh_token.is_empty() {
             if lifetime::access_token_expired(&record, now) {
-                self.sessions.delete(id).await?;
+                self.sessions.end(id, &record).await?;
                 return Ok(Refreshed::Ended);
             }
             // Still valid for a moment, and nothing to refresh with: use it until it expires.
@@ -96,7 +96,7 @@ impl Flow {
             Err(error) if error.is_invalid_grant() => {
                 tracing::info!(subject = %record.subject, %error, "refresh refused; session ended");
                 self.metrics.record_refresh(RefreshOutcome::Refused);
-                self.sessions.delete(id).await?;
+                self.sessions.end(id, &record).await?;
                 return Ok(Refreshed::Ended);
             }
             // The IdP is down, or refuses us as a client (a configuration problem, not the
@@ -115,7 +115,7 @@ impl Flow {
                 Ok(_) | Err(_) => {
                     tracing::warn!(subject = %record.subject, "refreshed ID token is invalid or for another subject; session ended");
                     self.metrics.record_refresh(RefreshOutcome::Refused);
-                    self.sessions.delete(id).await?;
+                    self.sessions.end(id, &record).await?;
                     return Ok(Refreshed::Ended);
                 }
             }

@@ -75,7 +75,7 @@ impl Flow {
         let now = self.clock.now_unix();
         let mut record = loaded.record;
         if lifetime::is_expired(&record, now, &self.config) {
-            self.sessions.delete(&id).await?;
+            self.sessions.end(&id, &record).await?;
             tracing::info!(subject = %record.subject, "session timed out");
             return self
                 .start_login(request, jar, vec![jar.clear(CookieKind::Session)])

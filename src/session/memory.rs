@@ -148,6 +148,22 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some(Entry {
+            value: Value::Set(members),
+            ..
+        }) = inner.live(key, Instant::now())
+        {
+            members.remove(member);
+            // As Redis does: an empty set is no set, so a later add starts it with a fresh TTL.
+            if members.is_empty() {
+                inner.entries.remove(key);
+            }
+        }
+        Ok(())
+    }
+
     async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
         let mut inner = self.lock();
         if inner.live(key, Instant::now()).is_none() {

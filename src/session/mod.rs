@@ -150,13 +150,39 @@ impl Sessions {
             }))
     }
 
+    /// Deletes a session whose record is not at hand; its index entries stay until the indexes
+    /// expire (a later back-channel logout counts them but finds nothing to delete). Prefer `end`.
     pub async fn delete(&self, id: &SessionId) -> Result<(), Error> {
         self.store.delete(&Self::session_key(id)).await?;
         Ok(())
     }
 
+    /// Ends a session whose record is at hand: deletes it, then takes it out of the back-channel
+    /// indexes `create` put it in. The session goes first: if the store fails after that, the
+    /// session is already gone (the error still reaches the caller, who fails closed), whereas the
+    /// other order could leave a live session that no back-channel logout can find.
+    pub async fn end(&self, id: &SessionId, record: &SessionRecord) -> Result<(), Error> {
+        let key = Self::session_key(id);
+        self.store.delete(&key).await?;
+        for index in Self::index_keys(record) {
+            self.store.remove_from_set(&index, &key).await?;
+        }
+        Ok(())
+    }
+
     fn index_key(kind: &str, value: &str) -> String {
         format!("by-{kind}:{}", hex(&labelled_hash(kind, value.as_bytes())))
+    }
+
+    /// The back-channel indexes a session of `record` is listed in: by `sid` (when the IdP gave
+    /// one) and by `sub`.
+    fn index_keys(record: &SessionRecord) -> Vec<String> {
+        let mut keys = Vec::with_capacity(2);
+        if !record.idp_session_id.is_empty() {
+            keys.push(Self::index_key("sid", &record.idp_session_id));
+        }
+        keys.push(Self::index_key("sub", &record.subject));
+        keys
     }
 
     /// Saves a new session and indexes it by the IdP's `sid` and by `sub`, so a back-channel
@@ -172,12 +198,9 @@ impl Sessions {
     ) -> Result<(), Error> {
         self.save(id, record, ttl).await?;
         let key = Self::session_key(id);
-        if !record.idp_session_id.is_empty() {
-            let index = Self::index_key("sid", &record.idp_session_id);
+        for index in Self::index_keys(record) {
             self.store.add_to_set(&index, &key, max_lifetime).await?;
         }
-        let index = Self::index_key("sub", &record.subject);
-        self.store.add_to_set(&index, &key, max_lifetime).await?;
         Ok(())
     }
 
@@ -314,6 +337,34 @@ mod tests {
         let loaded = sessions.load(&id).await.unwrap().unwrap();
         assert_eq!(loaded.record, record());
         assert!(!format!("{loaded:?}").contains("secret-access-token"));
+    }
+
+    #[tokio::test]
+    async fn ending_a_session_takes_it_out_of_the_logout_indexes() {
+        let sessions = sessions(Arc::new(MemoryStore::new()), &[KEY_A]);
+        let ttl = Duration::from_secs(60);
+        let with_sid = SessionRecord {
+            idp_session_id: "sid-1".into(),
+            ..record()
+        };
+        let (ended, deleted, kept) = (SessionId([1; 16]), SessionId([2; 16]), SessionId([3; 16]));
+        for id in [&ended, &deleted, &kept] {
+            sessions.create(id, &with_sid, ttl, ttl).await.unwrap();
+        }
+        sessions.end(&ended, &with_sid).await.unwrap();
+        sessions.delete(&deleted).await.unwrap();
+        assert!(sessions.load(&ended).await.unwrap().is_none());
+        // `end` left no index entry; `delete` (no record at hand) left its entries behind.
+        assert_eq!(sessions.delete_by_idp_session("sid-1").await.unwrap(), 2);
+        assert!(sessions.load(&kept).await.unwrap().is_none());
+        // A back-channel logout by sid does not touch the subject index (the records are not
+        // read): both keys are still listed there.
+        assert_eq!(sessions.delete_by_subject("alice").await.unwrap(), 2);
+        // Without a sid, only the subject index is involved.
+        let id = SessionId([4; 16]);
+        sessions.create(&id, &record(), ttl, ttl).await.unwrap();
+        sessions.end(&id, &record()).await.unwrap();
+        assert_eq!(sessions.delete_by_subject("alice").await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -9,7 +9,8 @@
 //! (readiness) goes to every master and succeeds only if all answer.
 //! Sentinel: each new connection asks the sentinels for the current master and checks its `ROLE`; a
 //! connection that saw an error is dropped rather than pooled, so after a failover the pool does not
-//! keep talking to a demoted master.
+//! keep talking to a demoted master. The master's own credentials (`requirepass` or an ACL user)
+//! are separate from the sentinels' (in their URLs).
 
 use std::time::Duration;
 
@@ -26,11 +27,14 @@ pub enum RedisTopology {
     Single { url: String },
     /// Seed nodes of a Redis Cluster; the client discovers the rest.
     Cluster { urls: Vec<String> },
-    /// Sentinels that know the master `master_name`; `db` is selected on the master.
+    /// Sentinels that know the master `master_name`; `db` is selected on the master. `username`
+    /// and `password` log in to the master (`AUTH`); the URLs' credentials are the sentinels'.
     Sentinel {
         urls: Vec<String>,
         master_name: String,
         db: i64,
+        username: Option<String>,
+        password: Option<String>,
     },
 }
 
@@ -191,6 +195,8 @@ impl RedisStore {
                 urls,
                 master_name,
                 db,
+                username,
+                password,
             } => {
                 let mut config = sentinel::Config::from_urls(
                     urls.clone(),
@@ -201,6 +207,8 @@ impl RedisStore {
                     tls_mode: None,
                     redis_connection_info: Some(deadpool_redis::RedisConnectionInfo {
                         db: *db,
+                        username: username.clone(),
+                        password: password.clone(),
                         ..Default::default()
                     }),
                 });
@@ -328,6 +336,12 @@ impl SessionStore for RedisStore {
             .arg("GT")
             .ignore();
         self.run::<()>(&Request::Pipeline(pipe)).await
+    }
+
+    async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError> {
+        let mut srem = redis::cmd("SREM");
+        srem.arg(self.key(key)).arg(member);
+        self.run::<()>(&Request::Command(srem)).await
     }
 
     async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {

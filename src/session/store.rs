@@ -38,6 +38,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Adds `member` to the set at `key` and extends the set's life to at least `ttl`.
     async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError>;
 
+    /// Removes `member` from the set at `key`, leaving the set's life as it was; a set left empty
+    /// is gone (as if taken). A missing set or member is not an error.
+    async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError>;
+
     /// Returns and removes every member of the set at `key`.
     async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError>;
 

@@ -88,6 +88,10 @@ impl SessionStore for SwitchableStore {
         self.check()?;
         self.inner.add_to_set(key, member, ttl).await
     }
+    async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.remove_from_set(key, member).await
+    }
     async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
         self.check()?;
         self.inner.take_set(key).await

@@ -1,6 +1,7 @@
 //! Redis of the test's own on free loopback ports (never the system instance), killed on drop,
 //! their temp dirs removed: one `redis-server` (`RedisServer`), a three-master Redis Cluster
-//! (`RedisCluster`), or a master watched by one Sentinel (`RedisSentinel`). Tests FAIL, not skip,
+//! (`RedisCluster`), or a master watched by one Sentinel (`RedisSentinel`, its master optionally
+//! behind `requirepass` and an ACL user). Tests FAIL, not skip,
 //! when `redis-server` or `redis-cli` is not on PATH: `scripts/install-deps` installs them.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -24,6 +25,11 @@ const CLUSTER_OK_BOUND: Duration = Duration::from_secs(30);
 /// How long a starting Sentinel may take to report a healthy master.
 const SENTINEL_READY_BOUND: Duration = Duration::from_secs(20);
 pub const SENTINEL_MASTER_NAME: &str = "mymaster";
+/// The password-protected Sentinel setup: the master's `requirepass` (the sentinel logs in with
+/// it too), and an ACL user of its own with every permission.
+pub const SENTINEL_MASTER_PASSWORD: &str = "master-pw-4711";
+pub const SENTINEL_ACL_USER: &str = "authz";
+pub const SENTINEL_ACL_PASSWORD: &str = "authz-pw-0815";
 
 /// The extra `redis-server` arguments for a port and a private dir; may write files there first.
 type ArgsFor = Box<dyn Fn(u16, &Path) -> Vec<String> + Send + Sync>;
@@ -53,7 +59,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Whether something on `port` answers a RESP `PING` with `+PONG`.
+/// Whether something on `port` answers a RESP `PING` with `+PONG`, or with `-NOAUTH` (a server
+/// behind `requirepass`: up, but wants a password first).
 pub fn answers_ping(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
@@ -64,7 +71,7 @@ pub fn answers_ping(port: u16) -> bool {
     let mut reply = [0u8; 7];
     stream.write_all(b"PING\r\n").is_ok()
         && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
+        && (&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
 }
 
 impl RedisServer {
@@ -392,16 +399,52 @@ impl RedisCluster {
     }
 }
 
-/// One master watched by one Sentinel (quorum 1) as `mymaster`; both killed on drop.
+/// One master watched by one Sentinel (quorum 1) as `mymaster`; both killed on drop. With
+/// `master_password`, the master has `requirepass` (and `masterauth`, for replicas), an ACL user
+/// `SENTINEL_ACL_USER`, and the sentinel logs in to it with `sentinel auth-pass`.
 pub struct RedisSentinel {
     pub sentinel: RedisServer,
     pub master: RedisServer,
+    pub master_password: Option<String>,
 }
 
 impl RedisSentinel {
     pub fn start() -> RedisSentinel {
-        let master = RedisServer::start();
+        Self::start_with(None)
+    }
+
+    /// The master behind `requirepass SENTINEL_MASTER_PASSWORD`.
+    pub fn start_with_password() -> RedisSentinel {
+        Self::start_with(Some(SENTINEL_MASTER_PASSWORD))
+    }
+
+    fn start_with(master_password: Option<&str>) -> RedisSentinel {
+        let master = match master_password {
+            None => RedisServer::start(),
+            Some(password) => {
+                let password = password.to_owned();
+                RedisServer::start_with(
+                    "redis-master-auth",
+                    Box::new(move |_, dir| {
+                        // A config file, not arguments: the ACL rule has spaces and `>`.
+                        let config = dir.join("master.conf");
+                        std::fs::write(
+                            &config,
+                            format!(
+                                "requirepass {password}\nmasterauth {password}\n\
+                                 user {SENTINEL_ACL_USER} on >{SENTINEL_ACL_PASSWORD} ~* &* +@all\n"
+                            ),
+                        )
+                        .expect("write master.conf");
+                        vec![config.display().to_string()]
+                    }),
+                )
+            }
+        };
         let master_port = master.port;
+        let auth_pass = master_password
+            .map(|password| format!("sentinel auth-pass {SENTINEL_MASTER_NAME} {password}\n"))
+            .unwrap_or_default();
         let sentinel = RedisServer::start_with(
             "redis-sentinel",
             Box::new(move |port, dir| {
@@ -413,7 +456,8 @@ impl RedisSentinel {
                     format!(
                         "port {port}\nbind 127.0.0.1\n\
                          sentinel monitor {SENTINEL_MASTER_NAME} 127.0.0.1 {master_port} 1\n\
-                         sentinel down-after-milliseconds {SENTINEL_MASTER_NAME} 5000\n"
+                         sentinel down-after-milliseconds {SENTINEL_MASTER_NAME} 5000\n\
+                         {auth_pass}"
                     ),
                 )
                 .expect("write sentinel.conf");
@@ -443,19 +487,36 @@ impl RedisSentinel {
             sentinel.port,
             command(sentinel.port, &["SENTINEL", "MASTER", SENTINEL_MASTER_NAME])
         );
-        RedisSentinel { sentinel, master }
+        RedisSentinel {
+            sentinel,
+            master,
+            master_password: master_password.map(str::to_owned),
+        }
     }
 
     pub fn urls(&self) -> Vec<String> {
         vec![format!("redis://127.0.0.1:{}", self.sentinel.port)]
     }
 
-    pub fn store(&self, key_prefix: &str) -> Arc<dyn SessionStore> {
-        let topology = RedisTopology::Sentinel {
+    /// This setup's master, in `db`, logged in as `username`/`password` (or not at all).
+    pub fn topology(
+        &self,
+        db: i64,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> RedisTopology {
+        RedisTopology::Sentinel {
             urls: self.urls(),
             master_name: SENTINEL_MASTER_NAME.into(),
-            db: 0,
-        };
+            db,
+            username: username.map(str::to_owned),
+            password: password.map(str::to_owned),
+        }
+    }
+
+    /// A store on the master, with the master's password if it has one.
+    pub fn store(&self, key_prefix: &str) -> Arc<dyn SessionStore> {
+        let topology = self.topology(0, None, self.master_password.as_deref());
         Arc::new(
             RedisStore::with_topology(&topology, key_prefix, 8, REDIS_COMMAND_TIMEOUT)
                 .expect("sentinel pool"),
@@ -482,4 +543,9 @@ pub fn shared_cluster() -> Arc<RedisCluster> {
 pub fn shared_sentinel() -> Arc<RedisSentinel> {
     static SHARED: Mutex<Weak<RedisSentinel>> = Mutex::new(Weak::new());
     shared(&SHARED, RedisSentinel::start)
+}
+
+pub fn shared_sentinel_with_password() -> Arc<RedisSentinel> {
+    static SHARED: Mutex<Weak<RedisSentinel>> = Mutex::new(Weak::new());
+    shared(&SHARED, RedisSentinel::start_with_password)
 }
