@@ -6,6 +6,8 @@ mod fields;
 mod load;
 mod reader;
 #[cfg(test)]
+mod redis_tests;
+#[cfg(test)]
 mod tests;
 mod validate;
 
