@@ -13,60 +13,85 @@ pub enum CookieKind {
     Login,
 }
 
+/// Every name our cookies may have, computed once from the config (not per request): `[session,
+/// __Host-session, session_login, __Host-session_login]` for `session_cookie_name: session`.
+pub struct CookieNames {
+    all: [String; 4],
+}
+
+impl CookieNames {
+    pub fn new(config: &Config) -> Self {
+        let session = config.session_cookie_name.clone();
+        let login = format!("{session}_login");
+        CookieNames {
+            all: [
+                format!("__Host-{session}"),
+                session,
+                format!("__Host-{login}"),
+                login,
+            ],
+        }
+    }
+
+    fn index(kind: CookieKind) -> usize {
+        match kind {
+            CookieKind::Session => 0,
+            CookieKind::Login => 2,
+        }
+    }
+
+    fn prefixed(&self, kind: CookieKind) -> &str {
+        &self.all[Self::index(kind)]
+    }
+
+    fn plain(&self, kind: CookieKind) -> &str {
+        &self.all[Self::index(kind) + 1]
+    }
+}
+
 /// Cookie settings resolved for one request.
 pub struct CookieJar<'a> {
     config: &'a Config,
+    names: &'a CookieNames,
     secure: bool,
 }
 
 impl<'a> CookieJar<'a> {
-    pub fn for_request(config: &'a Config, request: &RequestView) -> Self {
+    pub fn for_request(config: &'a Config, names: &'a CookieNames, request: &RequestView) -> Self {
         let secure = match config.session_cookie_secure {
             CookieSecure::Always => true,
             CookieSecure::Never => false,
             CookieSecure::Auto => request.is_https(),
         };
-        CookieJar { config, secure }
-    }
-
-    fn base_name(&self, kind: CookieKind) -> String {
-        match kind {
-            CookieKind::Session => self.config.session_cookie_name.clone(),
-            CookieKind::Login => format!("{}_login", self.config.session_cookie_name),
+        CookieJar {
+            config,
+            names,
+            secure,
         }
     }
 
     /// The name we set: `__Host-` where the browser allows it (Secure, Path=/, no Domain), which
     /// stops a sibling subdomain from planting the cookie.
-    pub fn name(&self, kind: CookieKind) -> String {
-        let base = self.base_name(kind);
+    pub fn name(&self, kind: CookieKind) -> &str {
         if self.secure && self.config.session_cookie_domain.is_none() {
-            format!("__Host-{base}")
+            self.names.prefixed(kind)
         } else {
-            base
+            self.names.plain(kind)
         }
     }
 
     /// Every cookie value the request carries for `kind`, under the prefixed or plain name (the
     /// `secure` setting may have changed since the cookie was set).
     pub fn values<'r>(&self, request: &'r RequestView, kind: CookieKind) -> Vec<&'r str> {
-        let base = self.base_name(kind);
-        let prefixed = format!("__Host-{base}");
-        let mut values: Vec<&'r str> = request.cookies(&prefixed).collect();
-        values.extend(request.cookies(&base));
+        let mut values: Vec<&'r str> = request.cookies(self.names.prefixed(kind)).collect();
+        values.extend(request.cookies(self.names.plain(kind)));
         values
     }
 
     /// Every name our cookies may have, prefixed or not: the upstream never needs them, so they
     /// are taken out of the request it gets.
-    pub fn all_names(&self) -> Vec<String> {
-        [CookieKind::Session, CookieKind::Login]
-            .into_iter()
-            .flat_map(|kind| {
-                let base = self.base_name(kind);
-                [format!("__Host-{base}"), base]
-            })
-            .collect()
+    pub fn all_names(&self) -> &[String] {
+        &self.names.all
     }
 
     /// The login cookie travels on the IdP's cross-site form_post, which `SameSite=Lax` cookies do
@@ -122,6 +147,11 @@ mod tests {
         load_from_str(&yaml, "t", Vec::new()).unwrap().0
     }
 
+    /// Leaked so a test can hold a jar in a `let`; tests only.
+    fn names(config: &Config) -> &'static CookieNames {
+        Box::leak(Box::new(CookieNames::new(config)))
+    }
+
     fn request(scheme: &str) -> RequestView {
         RequestView {
             scheme: scheme.into(),
@@ -132,12 +162,12 @@ mod tests {
     #[test]
     fn secure_cookies_get_the_host_prefix() {
         let config = config("");
-        let https = CookieJar::for_request(&config, &request("https"));
+        let https = CookieJar::for_request(&config, names(&config), &request("https"));
         assert_eq!(
             https.set(CookieKind::Session, "v1.x.y", Duration::from_secs(60)),
             "__Host-session=v1.x.y; Path=/; Max-Age=60; HttpOnly; SameSite=Lax; Secure"
         );
-        let http = CookieJar::for_request(&config, &request("http"));
+        let http = CookieJar::for_request(&config, names(&config), &request("http"));
         assert_eq!(http.name(CookieKind::Session), "session");
         assert_eq!(
             http.clear(CookieKind::Login),
@@ -148,7 +178,7 @@ mod tests {
     #[test]
     fn form_post_login_cookie_is_same_site_none() {
         let config = config("response_mode: form_post\nsession_cookie_secure: always");
-        let jar = CookieJar::for_request(&config, &request("http"));
+        let jar = CookieJar::for_request(&config, names(&config), &request("http"));
         let cookie = jar.set(CookieKind::Login, "v", Duration::from_secs(600));
         assert!(cookie.starts_with("__Host-session_login=v;"), "{cookie}");
         assert!(
@@ -164,7 +194,7 @@ mod tests {
     #[test]
     fn domain_cookies_drop_the_prefix() {
         let config = config("session_cookie_domain: example.com\nsession_cookie_secure: always");
-        let jar = CookieJar::for_request(&config, &request("https"));
+        let jar = CookieJar::for_request(&config, names(&config), &request("https"));
         let cookie = jar.set(CookieKind::Session, "v", Duration::from_secs(1));
         assert!(
             cookie.starts_with("session=v;") && cookie.ends_with("; Domain=example.com"),

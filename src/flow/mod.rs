@@ -37,6 +37,7 @@ pub struct Flow {
     provider: Arc<dyn IdentityProvider>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
+    cookie_names: cookies::CookieNames,
 }
 
 impl Flow {
@@ -48,6 +49,7 @@ impl Flow {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Flow {
+            cookie_names: cookies::CookieNames::new(&config),
             config,
             keys,
             sessions,
@@ -71,7 +73,7 @@ impl Flow {
 
     /// Decides one request.
     pub async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
-        let jar = CookieJar::for_request(&self.config, request);
+        let jar = CookieJar::for_request(&self.config, &self.cookie_names, request);
         let path = request.path.as_str();
         if path == self.config.redirect_uri.path() {
             return self.finish_login(request, &jar).await;

@@ -58,9 +58,9 @@ impl Flow {
         request: &RequestView,
         jar: &CookieJar<'_>,
     ) -> Result<Decision, Error> {
-        let had_cookie = !jar.values(request, CookieKind::Session).is_empty();
         let Some(found) = self.find_session(request, jar).await? else {
-            let clear = if had_cookie {
+            // A cookie that led nowhere (tampered, expired, old key removed) is cleared.
+            let clear = if !jar.values(request, CookieKind::Session).is_empty() {
                 vec![jar.clear(CookieKind::Session)]
             } else {
                 Vec::new()
@@ -151,7 +151,7 @@ impl Flow {
     ) -> Decision {
         let mut set_upstream_headers = Vec::new();
         let mut remove_upstream_headers = Vec::new();
-        match request.cookie_header_without(&jar.all_names()) {
+        match request.cookie_header_without(jar.all_names()) {
             Some(cookie) => set_upstream_headers.push(UpstreamHeader {
                 name: "cookie".into(),
                 value: Secret::new(cookie),
