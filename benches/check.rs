@@ -52,13 +52,20 @@ struct FakeIdp {
 
 impl FakeIdp {
     fn new() -> Self {
-        let metadata = serde_json::from_value(serde_json::json!({
+        let document = serde_json::json!({
             "issuer": "https://idp.bench.example",
             "authorization_endpoint": "https://idp.bench.example/authorize",
             "token_endpoint": "https://idp.bench.example/token",
             "jwks_uri": "https://idp.bench.example/jwks",
             "code_challenge_methods_supported": ["S256"],
-        }))
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        });
+        let metadata = oidc_authz::oidc::discovery::parse(
+            &url::Url::parse("https://idp.bench.example").expect("issuer"),
+            document.to_string().as_bytes(),
+        )
         .expect("metadata");
         FakeIdp {
             metadata: Arc::new(metadata),
@@ -105,6 +112,7 @@ impl IdentityProvider for FakeIdp {
         &self,
         _id_token: &Secret,
         _expected_nonce: Option<&str>,
+        _access_token: Option<&Secret>,
     ) -> Result<IdTokenClaims, IdTokenError> {
         Ok(IdTokenClaims {
             subject: "alice".into(),

@@ -4,6 +4,7 @@
 //! Envoy's `status_on_error` (503) applies: we fail closed.
 
 use crate::crypto::random::RandomError;
+use crate::oidc::authorize::InvalidAuthorizationRequest;
 use crate::oidc::{IdTokenError, TokenError};
 use crate::session::StoreError;
 
@@ -18,6 +19,8 @@ pub enum Error {
     #[error("the OpenID Provider could not refresh the session: {0}")]
     RefreshUnavailable(TokenError),
 
+    #[error("no authorization request can be built for this request: {0}")]
+    AuthorizationRequest(#[from] InvalidAuthorizationRequest),
     #[error("the login callback lacks `state` or `code`")]
     CallbackIncomplete,
     #[error("the IdP answered the login with error `{error}`")]
@@ -65,6 +68,10 @@ impl Error {
             | Error::Random(_)
             | Error::ProviderNotReady
             | Error::RefreshUnavailable(_) => CouldNotDecide,
+            Error::AuthorizationRequest(_) => Deny {
+                status: 400,
+                message: "This address cannot be used to sign in.",
+            },
             Error::CallbackIncomplete => Deny {
                 status: 400,
                 message: "The login response is incomplete. Please go back and try again.",

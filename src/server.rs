@@ -30,7 +30,8 @@ impl App {
     /// discovery in the background (so this needs a Tokio runtime).
     pub fn build(config: Config) -> Result<App, String> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let provider = Provider::new(ProviderSettings::from_config(&config), Arc::clone(&clock))?;
+        let provider = Provider::new(ProviderSettings::from_config(&config), Arc::clone(&clock))
+            .map_err(|error| error.to_string())?;
         provider.spawn_discovery();
         let store: Arc<dyn SessionStore> = match &config.session_storage {
             SessionStorage::Memory => Arc::new(MemoryStore::new()),

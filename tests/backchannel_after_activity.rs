@@ -43,6 +43,7 @@ impl IdentityProvider for Idp {
         &self,
         _: &Secret,
         _: Option<&str>,
+        _: Option<&Secret>,
     ) -> Result<IdTokenClaims, IdTokenError> {
         Ok(IdTokenClaims {
             subject: "alice".into(),
@@ -118,9 +119,15 @@ async fn backchannel_logout_ends_a_session_older_than_the_idle_timeout() {
     let (config, _) = oidc_authz::config::load_from_str(yaml, "t", Vec::new()).unwrap();
     assert_eq!(config.session_idling_timeout, Duration::from_secs(900));
     let clock = ManualClock::new(NOW);
-    let metadata = serde_json::from_value(serde_json::json!({"issuer": "https://idp.example",
+    let document = serde_json::json!({"issuer": "https://idp.example",
         "authorization_endpoint": "https://idp.example/auth", "token_endpoint": "https://idp.example/token",
-        "jwks_uri": "https://idp.example/jwks"})).unwrap();
+        "jwks_uri": "https://idp.example/jwks", "response_types_supported": ["code"],
+        "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"]});
+    let metadata = oidc_authz::oidc::discovery::parse(
+        &url::Url::parse("https://idp.example").unwrap(),
+        document.to_string().as_bytes(),
+    )
+    .unwrap();
     let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
     let app = App::assemble(
         config,

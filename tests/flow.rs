@@ -308,6 +308,19 @@ async fn a_failed_code_exchange_is_a_502_page_and_no_session() {
 }
 
 #[tokio::test]
+async fn an_id_token_whose_at_hash_does_not_match_the_access_token_is_refused() {
+    let (idp, authz, _) = setup("").await;
+    idp.state.wrong_at_hash.store(true, Ordering::SeqCst);
+    let mut browser = authz.browser();
+    let start = browser.send(Req::navigate("/")).await;
+    let authorization = idp.authorize(start.location());
+    let outcome = browser.callback(&authorization).await;
+    assert_eq!(outcome.status(), 502, "{outcome:?}");
+    assert!(!browser.cookies.contains_key("session"));
+    authz.stop().await;
+}
+
+#[tokio::test]
 async fn an_unreachable_store_fails_closed() {
     let (idp, authz, store) = setup("").await;
     let mut browser = logged_in(&idp, &authz).await;

@@ -105,7 +105,7 @@ impl Flow {
         let id_token = tokens.id_token.ok_or(Error::MissingIdToken)?;
         let claims = self
             .provider
-            .verify_id_token(&id_token, Some(&pending.nonce))
+            .verify_id_token(&id_token, Some(&pending.nonce), Some(&tokens.access_token))
             .await
             .map_err(Error::InvalidIdToken)?;
 

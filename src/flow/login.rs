@@ -1,10 +1,6 @@
 //! Step 1: no valid session. A browser navigation gets a pending login in the store and a redirect
 //! to the IdP's authorization endpoint; anything else gets 401.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
-
 use super::cookies::{CookieJar, CookieKind};
 use super::{Decision, Flow, RequestView};
 use crate::config::{PkceMode, RedirectUri, ResponseMode};
@@ -12,6 +8,7 @@ use crate::crypto::cookie::{self, CookiePurpose};
 use crate::crypto::labelled_hash;
 use crate::crypto::random::{random_bytes, random_token};
 use crate::error::Error;
+use crate::oidc::AuthorizationRequest;
 use crate::session::PendingLoginRecord;
 
 /// The label under which a login cookie's id is hashed into the pending login.
@@ -82,29 +79,20 @@ impl Flow {
             .put_pending(&state, &pending, self.config.login_timeout)
             .await?;
 
-        let mut location = metadata.authorization_endpoint.clone();
-        {
-            let mut query = location.query_pairs_mut();
-            query
-                .append_pair("response_type", "code")
-                .append_pair("client_id", &self.config.client_id)
-                .append_pair("redirect_uri", &redirect_uri)
-                .append_pair("scope", &self.config.scopes.join(" "))
-                .append_pair("state", &state)
-                .append_pair("nonce", &nonce);
-            if use_pkce {
-                let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(pkce_verifier.as_bytes()));
-                query
-                    .append_pair("code_challenge", &challenge)
-                    .append_pair("code_challenge_method", "S256");
-            }
-            if self.config.response_mode == ResponseMode::FormPost {
-                query.append_pair("response_mode", "form_post");
-            }
-            for (name, value) in &self.config.authorization_params {
-                query.append_pair(name, value);
-            }
-        }
+        let location = crate::oidc::authorization_url(
+            &metadata,
+            &AuthorizationRequest {
+                client_id: &self.config.client_id,
+                redirect_uri: &redirect_uri,
+                scopes: &self.config.scopes,
+                state: &state,
+                nonce: &nonce,
+                pkce_verifier: use_pkce.then_some(pkce_verifier.as_str()),
+                response_mode: (self.config.response_mode == ResponseMode::FormPost)
+                    .then_some("form_post"),
+                extra_params: &self.config.authorization_params,
+            },
+        )?;
         Ok(Decision::Redirect {
             status: 302,
             location: location.into(),

@@ -32,7 +32,7 @@ impl Flow {
         let location = match self
             .provider
             .metadata()
-            .and_then(|m| m.end_session_endpoint.clone())
+            .and_then(|m| m.end_session_endpoint().cloned())
         {
             Some(mut end_session) => {
                 {

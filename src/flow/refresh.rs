@@ -107,7 +107,11 @@ impl Flow {
             }
         };
         if let Some(id_token) = &tokens.id_token {
-            match self.provider.verify_id_token(id_token, None).await {
+            match self
+                .provider
+                .verify_id_token(id_token, None, Some(&tokens.access_token))
+                .await
+            {
                 Ok(claims) if claims.subject == record.subject => {
                     record.id_token = id_token.expose().to_owned();
                     record.claims = self.header_claims(&claims.claims);

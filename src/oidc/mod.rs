@@ -1,8 +1,13 @@
-//! The OpenID Provider side: discovery (`discovery`), the JWKS cache (`jwks`), ID-token validation
-//! (`id_token`), and the token endpoint (`token`), tied together by `Provider`, the real
-//! `IdentityProvider`. Knows nothing of Envoy or sessions.
+//! The OpenID Provider side, on the openidconnect crate: discovery (`discovery`), the
+//! authorization request (`authorize`), the token endpoint (`token`), ID-token validation
+//! (`id_token`), the JWKS cache (`jwks`), back-channel logout tokens (`logout_token`, on
+//! jsonwebtoken: the crate does not model them) and the capped HTTP client (`http`), tied together
+//! by `Provider`, the real `IdentityProvider`. Knows nothing of Envoy or sessions.
 
+pub mod at_hash;
+pub mod authorize;
 pub mod discovery;
+pub mod http;
 pub mod id_token;
 pub mod jwks;
 pub mod logout_token;
@@ -11,6 +16,7 @@ pub mod token;
 
 use async_trait::async_trait;
 
+pub use authorize::{AuthorizationRequest, authorization_url};
 pub use discovery::ProviderMetadata;
 pub use id_token::{IdTokenClaims, IdTokenError};
 pub use logout_token::LogoutClaims;
@@ -34,12 +40,13 @@ pub trait IdentityProvider: Send + Sync + 'static {
 
     async fn refresh(&self, refresh_token: &Secret) -> Result<TokenSet, TokenError>;
 
-    /// Validates an ID token: signature, algorithm, `iss`, `aud`, `azp`, `exp`, `iat`, and `nonce`
-    /// when one is expected.
+    /// Validates an ID token: signature, algorithm, `iss`, `aud`, `azp`, `exp`, `iat`, `nonce`
+    /// when one is expected, and `at_hash` (when the token has one) against `access_token`.
     async fn verify_id_token(
         &self,
         id_token: &Secret,
         expected_nonce: Option<&str>,
+        access_token: Option<&Secret>,
     ) -> Result<IdTokenClaims, IdTokenError>;
 
     /// Validates a back-channel logout token; the error text says why it was refused.

@@ -1,27 +1,56 @@
-//! `Provider`: the real `IdentityProvider`. Discovery and the first JWKS fetch run in the
-//! background with backoff until they succeed; until then `metadata()` is `None` and the flow
-//! answers "could not decide". The HTTP client never follows redirects (no SSRF via the IdP).
+//! `Provider`: the real `IdentityProvider`, on the openidconnect crate's client. Discovery and the
+//! first JWKS fetch run in the background with backoff until they succeed; until then
+//! `metadata()` is `None` and the flow answers "could not decide". All IdP traffic goes through
+//! `IdpHttpClient` (no redirects followed, so no SSRF via the IdP; bodies size-capped).
 
+use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jsonwebtoken::Algorithm;
+use openidconnect::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, IssuerUrl,
+    JsonWebKeySet, PkceCodeVerifier, RedirectUrl, RefreshToken, TokenUrl,
+};
 use url::Url;
 
-use super::IdentityProvider;
-use super::discovery::{self, ProviderMetadata};
+use super::discovery::{self, DiscoveryError, ProviderMetadata};
+use super::http::{HttpError, IdpHttpClient};
 use super::id_token::{self, Expectations, IdTokenClaims, IdTokenError};
 use super::jwks::{self, JwksCache};
 use super::logout_token::{self, LogoutClaims, RawLogoutClaims};
-use super::token::{self, ClientCredentials, TokenError, TokenSet};
+use super::token::{self, RelyingPartyClient, TokenError, TokenSet};
+use super::{IdentityProvider, at_hash};
 use crate::clock::Clock;
+use crate::config::ClientAuth;
 use crate::secret::Secret;
 
 /// What discovery produced; swapped in whole once it succeeds.
 struct Discovered {
     metadata: Arc<ProviderMetadata>,
     jwks: JwksCache,
+    client: RelyingPartyClient,
+}
+
+/// Client credentials, as configured.
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub auth: ClientAuth,
+}
+
+/// Why discovery (or the provider's setup) failed; logged, then retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
+    #[error("GET {url}: {error}")]
+    Fetch { url: String, error: HttpError },
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    #[error("{0}")]
+    Jwks(String),
 }
 
 pub struct Provider {
@@ -29,7 +58,7 @@ pub struct Provider {
     client: ClientCredentials,
     allowed_algorithms: Vec<Algorithm>,
     leeway_seconds: i64,
-    http: reqwest::Client,
+    http: IdpHttpClient,
     clock: Arc<dyn Clock>,
     discovered: RwLock<Option<Arc<Discovered>>>,
 }
@@ -59,14 +88,12 @@ impl ProviderSettings {
 }
 
 impl Provider {
-    pub fn new(settings: ProviderSettings, clock: Arc<dyn Clock>) -> Result<Arc<Self>, String> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.http_timeout)
-            .connect_timeout(settings.http_timeout)
-            .user_agent(concat!("oidc-authz/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
+    pub fn new(
+        settings: ProviderSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, ProviderError> {
+        let http = IdpHttpClient::new(settings.http_timeout)
+            .map_err(|error| ProviderError::HttpClient(error.to_string()))?;
         Ok(Arc::new(Provider {
             issuer: settings.issuer,
             client: settings.client,
@@ -100,11 +127,13 @@ impl Provider {
     }
 
     /// One discovery attempt: the discovery document, then the JWKS.
-    pub async fn discover(&self) -> Result<(), String> {
-        let body = self.get(&discovery::discovery_url(&self.issuer)).await?;
+    pub async fn discover(&self) -> Result<(), ProviderError> {
+        let url = discovery::discovery_url(&self.issuer)?;
+        let body = self.get(&url).await?;
         let metadata = discovery::parse(&self.issuer, &body)?;
-        let keys = self.fetch_jwks(&metadata.jwks_uri).await?;
+        let keys = self.fetch_jwks(metadata.jwks_uri()).await?;
         let discovered = Discovered {
+            client: self.relying_party(&metadata)?,
             metadata: Arc::new(metadata),
             jwks: JwksCache::new(keys),
         };
@@ -112,24 +141,43 @@ impl Provider {
         Ok(())
     }
 
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        let response = self
-            .http
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|error| format!("GET {url}: {}", error.without_url()))?;
-        if !response.status().is_success() {
-            return Err(format!("GET {url}: HTTP {}", response.status()));
-        }
-        token::read_capped(response)
-            .await
-            .map_err(|error| format!("GET {url}: {error}"))
+    /// The crate's client for this IdP: our credentials and client authentication method, the
+    /// discovered endpoints.
+    fn relying_party(
+        &self,
+        metadata: &ProviderMetadata,
+    ) -> Result<RelyingPartyClient, ProviderError> {
+        let issuer = IssuerUrl::new(metadata.issuer().to_owned())
+            .map_err(|error| DiscoveryError::Invalid(error.to_string()))?;
+        let auth_type = match self.client.auth {
+            ClientAuth::ClientSecretBasic => AuthType::BasicAuth,
+            ClientAuth::ClientSecretPost => AuthType::RequestBody,
+        };
+        Ok(RelyingPartyClient::<EndpointNotSet, EndpointNotSet>::new(
+            ClientId::new(self.client.client_id.clone()),
+            issuer,
+            JsonWebKeySet::default(),
+        )
+        .set_client_secret(ClientSecret::new(
+            self.client.client_secret.expose().to_owned(),
+        ))
+        .set_auth_type(auth_type)
+        .set_auth_uri(AuthUrl::from_url(metadata.authorization_endpoint().clone()))
+        .set_token_uri(TokenUrl::from_url(metadata.token_endpoint().clone())))
     }
 
-    async fn fetch_jwks(&self, uri: &Url) -> Result<Vec<jsonwebtoken::jwk::Jwk>, String> {
-        jwks::parse_key_set(&self.get(uri.as_str()).await?)
+    async fn get(&self, url: &Url) -> Result<Vec<u8>, ProviderError> {
+        self.http
+            .get_json(url)
+            .await
+            .map_err(|error| ProviderError::Fetch {
+                url: url.to_string(),
+                error,
+            })
+    }
+
+    async fn fetch_jwks(&self, uri: &Url) -> Result<Vec<jsonwebtoken::jwk::Jwk>, ProviderError> {
+        jwks::parse_key_set(&self.get(uri).await?).map_err(ProviderError::Jwks)
     }
 
     fn discovered(&self) -> Option<Arc<Discovered>> {
@@ -157,48 +205,45 @@ impl IdentityProvider for Provider {
         pkce_verifier: Option<&str>,
     ) -> Result<TokenSet, TokenError> {
         let discovered = self.discovered().ok_or_else(Self::not_ready)?;
-        let mut params = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code.expose()),
-            ("redirect_uri", redirect_uri),
-        ];
+        let redirect_uri = RedirectUrl::new(redirect_uri.to_owned())
+            .map_err(|_| TokenError::InvalidResponse("the redirect URI is not a URL".into()))?;
+        let mut request = discovered
+            .client
+            .exchange_code(AuthorizationCode::new(code.expose().to_owned()))
+            .set_redirect_uri(Cow::Owned(redirect_uri));
         if let Some(verifier) = pkce_verifier {
-            params.push(("code_verifier", verifier));
+            request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()));
         }
-        token::request(
-            &self.http,
-            &discovered.metadata.token_endpoint,
-            &self.client,
-            &params,
-        )
-        .await
+        request
+            .request_async(&self.http)
+            .await
+            .map_err(token::from_request_error)?
+            .into_token_set()
     }
 
     async fn refresh(&self, refresh_token: &Secret) -> Result<TokenSet, TokenError> {
         let discovered = self.discovered().ok_or_else(Self::not_ready)?;
-        let params = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token.expose()),
-        ];
-        token::request(
-            &self.http,
-            &discovered.metadata.token_endpoint,
-            &self.client,
-            &params,
-        )
-        .await
+        let refresh_token = RefreshToken::new(refresh_token.expose().to_owned());
+        discovered
+            .client
+            .exchange_refresh_token(&refresh_token)
+            .request_async(&self.http)
+            .await
+            .map_err(token::from_request_error)?
+            .into_token_set()
     }
 
     async fn verify_id_token(
         &self,
         id_token: &Secret,
         expected_nonce: Option<&str>,
+        access_token: Option<&Secret>,
     ) -> Result<IdTokenClaims, IdTokenError> {
         let Some(discovered) = self.discovered() else {
             return Err(IdTokenError::UnknownKey);
         };
         let expect = Expectations {
-            issuer: &discovered.metadata.issuer,
+            issuer: discovered.metadata.issuer(),
             client_id: &self.client.client_id,
             client_secret: self.client.client_secret.expose(),
             allowed_algorithms: &self.allowed_algorithms,
@@ -206,10 +251,15 @@ impl IdentityProvider for Provider {
             now_unix: self.clock.now_unix(),
             nonce: expected_nonce,
         };
-        self.with_keys(&discovered, id_token.expose(), |keys| {
-            id_token::verify(id_token.expose(), keys, &expect)
-        })
-        .await
+        let claims = self
+            .with_keys(&discovered, id_token.expose(), |keys| {
+                id_token::verify(id_token.expose(), keys, &expect)
+            })
+            .await?;
+        if let Some(access_token) = access_token {
+            at_hash::check(id_token.expose(), access_token.expose())?;
+        }
+        Ok(claims)
     }
 
     async fn verify_logout_token(&self, logout_token: &Secret) -> Result<LogoutClaims, String> {
@@ -230,7 +280,7 @@ impl IdentityProvider for Provider {
             .map_err(|error| error.to_string())?;
         logout_token::check(
             claims,
-            &discovered.metadata.issuer,
+            discovered.metadata.issuer(),
             &self.client.client_id,
             self.leeway_seconds,
             self.clock.now_unix(),
@@ -251,10 +301,14 @@ impl Provider {
         let keys = discovered.jwks.keys();
         match verify(&JwksCache::candidates(&keys, kid.as_deref())) {
             Err(IdTokenError::UnknownKey) => {
-                let jwks_uri = discovered.metadata.jwks_uri.clone();
+                let jwks_uri = discovered.metadata.jwks_uri().clone();
                 let keys = discovered
                     .jwks
-                    .refetch(|| async move { self.fetch_jwks(&jwks_uri).await })
+                    .refetch(|| async move {
+                        self.fetch_jwks(&jwks_uri)
+                            .await
+                            .map_err(|error| error.to_string())
+                    })
                     .await;
                 verify(&JwksCache::candidates(&keys, kid.as_deref()))
             }

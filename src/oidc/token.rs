@@ -1,17 +1,25 @@
-//! The token endpoint: authorization-code exchange and refresh (RFC 6749 §4.1.3, §6), with
-//! `client_secret_basic` or `client_secret_post`. Responses are read with a size cap, and errors
-//! keep the IdP's `error` code so the flow can tell `invalid_grant` from an outage.
+//! The token endpoint: authorization-code exchange and refresh (RFC 6749 §4.1.3, §6) through the
+//! openidconnect crate's client, with `client_secret_basic` or `client_secret_post`, over our own
+//! size-capped HTTP client. The response type is ours (`TokenEndpointResponse`): it reads
+//! `expires_in` sent as a string and a missing `token_type` the way real IdPs send them, and keeps
+//! the ID token as the IdP sent it, to be validated by `id_token::verify`. Errors keep the IdP's
+//! `error` code so the flow can tell `invalid_grant` from an outage.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
-use url::Url;
+use std::time::Duration;
 
-use crate::config::ClientAuth;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthPrompt, CoreErrorResponseType, CoreGenderClaim, CoreIdToken,
+    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreRevocableToken,
+    CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
+};
+use openidconnect::{
+    AccessToken, EmptyAdditionalClaims, EndpointNotSet, EndpointSet, OAuth2TokenResponse,
+    RefreshToken, RequestTokenError, Scope, StandardErrorResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use super::http::HttpError;
 use crate::secret::Secret;
-
-/// The largest token response we read; real ones are a few KiB.
-pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
 /// Tokens from the token endpoint. No `Debug` of the values: they are `Secret`s.
 #[derive(Debug, Clone)]
@@ -41,7 +49,43 @@ impl TokenError {
     }
 }
 
-#[derive(Deserialize)]
+/// The crate's client, specialised to our token response type; by default with the authorization
+/// and token endpoints set (the other endpoints are never used).
+pub type RelyingPartyClient<HasAuthUrl = EndpointSet, HasTokenUrl = EndpointSet> =
+    openidconnect::Client<
+        EmptyAdditionalClaims,
+        CoreAuthDisplay,
+        CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJsonWebKey,
+        CoreAuthPrompt,
+        StandardErrorResponse<CoreErrorResponseType>,
+        TokenEndpointResponse,
+        CoreTokenIntrospectionResponse,
+        CoreRevocableToken,
+        CoreRevocationErrorResponse,
+        HasAuthUrl,
+        EndpointNotSet,
+        EndpointNotSet,
+        EndpointNotSet,
+        HasTokenUrl,
+        EndpointNotSet,
+    >;
+
+/// A successful token response as IdPs really send it (RFC 6749 §5.1 with OIDC's `id_token`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "RawTokenResponse", into = "RawTokenResponse")]
+pub struct TokenEndpointResponse {
+    raw: RawTokenResponse,
+    token_type: CoreTokenType,
+    access_token: AccessToken,
+    refresh_token: Option<RefreshToken>,
+    /// The ID token as the crate parses it, for its `TokenResponse` trait; `None` when absent or
+    /// unreadable (then `id_token::verify` of the raw text says why).
+    parsed_id_token: Option<CoreIdToken>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct RawTokenResponse {
     access_token: String,
     #[serde(default)]
@@ -52,146 +96,144 @@ struct RawTokenResponse {
     refresh_token: Option<String>,
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    scope: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct RawErrorResponse {
-    error: String,
-}
-
-/// Client credentials, as configured.
-pub struct ClientCredentials {
-    pub client_id: String,
-    pub client_secret: Secret,
-    pub auth: ClientAuth,
-}
-
-fn form_encode(value: &str) -> String {
-    form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
-/// The form body; the client's credentials go in it for `client_secret_post`. (A separate function:
-/// the serializer is not `Send`, so it must not live across an `.await`.)
-fn encode_form(params: &[(&str, &str)], client: &ClientCredentials) -> String {
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    for (name, value) in params {
-        form.append_pair(name, value);
-    }
-    if client.auth == ClientAuth::ClientSecretPost {
-        form.append_pair("client_id", &client.client_id);
-        form.append_pair("client_secret", client.client_secret.expose());
-    }
-    form.finish()
-}
-
-/// POSTs `params` to the token endpoint with the client's authentication and parses the answer.
-pub async fn request(
-    http: &reqwest::Client,
-    token_endpoint: &Url,
-    client: &ClientCredentials,
-    params: &[(&str, &str)],
-) -> Result<TokenSet, TokenError> {
-    let body = encode_form(params, client);
-    let mut request = http
-        .post(token_endpoint.clone())
-        .header(reqwest::header::ACCEPT, "application/json")
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        );
-    if client.auth == ClientAuth::ClientSecretBasic {
-        // RFC 6749 §2.3.1: id and secret are form-encoded before base64.
-        let credentials = format!(
-            "{}:{}",
-            form_encode(&client.client_id),
-            form_encode(client.client_secret.expose())
-        );
-        request = request.header(
-            reqwest::header::AUTHORIZATION,
-            format!("Basic {}", STANDARD.encode(credentials)),
-        );
-    }
-    let response = request
-        .body(body)
-        .send()
-        .await
-        .map_err(|error| TokenError::Unreachable(error.without_url().to_string()))?;
-    let status = response.status();
-    let body = read_capped(response)
-        .await
-        .map_err(TokenError::Unreachable)?;
-    if status.is_success() {
-        return parse_success(&body);
-    }
-    if status.is_client_error()
-        && let Ok(error) = serde_json::from_slice::<RawErrorResponse>(&body)
-    {
-        return Err(TokenError::Rejected { error: error.error });
-    }
-    if status.is_server_error() {
-        return Err(TokenError::Unreachable(format!("HTTP {status}")));
-    }
-    Err(TokenError::InvalidResponse(format!("HTTP {status}")))
-}
-
-/// Reads a response body, refusing anything over `MAX_RESPONSE_BYTES`.
-pub async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|error| error.without_url().to_string())?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+impl From<RawTokenResponse> for TokenEndpointResponse {
+    fn from(raw: RawTokenResponse) -> Self {
+        let token_type = match raw.token_type.as_deref() {
+            None => CoreTokenType::Bearer,
+            Some(kind) if kind.eq_ignore_ascii_case("bearer") => CoreTokenType::Bearer,
+            Some(kind) => CoreTokenType::Extension(kind.to_owned()),
+        };
+        TokenEndpointResponse {
+            token_type,
+            access_token: AccessToken::new(raw.access_token.clone()),
+            refresh_token: raw.refresh_token.clone().map(RefreshToken::new),
+            parsed_id_token: raw.id_token.as_deref().and_then(|t| t.parse().ok()),
+            raw,
         }
-        body.extend_from_slice(&chunk);
     }
-    Ok(body)
 }
 
-fn parse_success(body: &[u8]) -> Result<TokenSet, TokenError> {
-    let raw: RawTokenResponse = serde_json::from_slice(body)
-        .map_err(|error| TokenError::InvalidResponse(format!("not a token response: {error}")))?;
-    if let Some(token_type) = &raw.token_type
-        && !token_type.eq_ignore_ascii_case("bearer")
-    {
-        return Err(TokenError::InvalidResponse(format!(
-            "token_type `{token_type}` is not Bearer"
-        )));
+impl From<TokenEndpointResponse> for RawTokenResponse {
+    fn from(response: TokenEndpointResponse) -> Self {
+        response.raw
     }
-    if raw.access_token.is_empty() {
-        return Err(TokenError::InvalidResponse("empty access_token".into()));
+}
+
+impl OAuth2TokenResponse for TokenEndpointResponse {
+    type TokenType = CoreTokenType;
+
+    fn access_token(&self) -> &AccessToken {
+        &self.access_token
     }
-    // Some IdPs send expires_in as a string.
-    let expires_in = match raw.expires_in {
-        Some(serde_json::Value::Number(n)) => n.as_u64(),
-        Some(serde_json::Value::String(s)) => s.parse().ok(),
-        _ => None,
-    };
-    Ok(TokenSet {
-        access_token: Secret::new(raw.access_token),
-        id_token: raw.id_token.filter(|t| !t.is_empty()).map(Secret::new),
-        refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
-        expires_in,
-    })
+
+    fn token_type(&self) -> &CoreTokenType {
+        &self.token_type
+    }
+
+    fn expires_in(&self) -> Option<Duration> {
+        self.expires_in_seconds().map(Duration::from_secs)
+    }
+
+    fn refresh_token(&self) -> Option<&RefreshToken> {
+        self.refresh_token.as_ref()
+    }
+
+    fn scopes(&self) -> Option<&Vec<Scope>> {
+        None
+    }
+}
+
+impl
+    openidconnect::TokenResponse<
+        EmptyAdditionalClaims,
+        CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJwsSigningAlgorithm,
+    > for TokenEndpointResponse
+{
+    fn id_token(&self) -> Option<&CoreIdToken> {
+        self.parsed_id_token.as_ref()
+    }
+}
+
+impl TokenEndpointResponse {
+    /// Some IdPs send `expires_in` as a string.
+    fn expires_in_seconds(&self) -> Option<u64> {
+        match &self.raw.expires_in {
+            Some(serde_json::Value::Number(n)) => n.as_u64(),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Our checks, then the tokens as `Secret`s.
+    pub fn into_token_set(self) -> Result<TokenSet, TokenError> {
+        if self.token_type != CoreTokenType::Bearer {
+            return Err(TokenError::InvalidResponse(
+                "token_type is not Bearer".into(),
+            ));
+        }
+        if self.raw.access_token.is_empty() {
+            return Err(TokenError::InvalidResponse("empty access_token".into()));
+        }
+        let expires_in = self.expires_in_seconds();
+        let raw = self.raw;
+        Ok(TokenSet {
+            access_token: Secret::new(raw.access_token),
+            id_token: raw.id_token.filter(|t| !t.is_empty()).map(Secret::new),
+            refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
+            expires_in,
+        })
+    }
+}
+
+/// The crate's error, in our terms. A 5xx or a transport failure is an outage; an OAuth error body
+/// is a refusal (`invalid_grant` ends a session); anything else is an invalid response. Texts are
+/// fixed or the IdP's error *code*: never a body, which may echo a credential.
+pub fn from_request_error(
+    error: RequestTokenError<HttpError, StandardErrorResponse<CoreErrorResponseType>>,
+) -> TokenError {
+    match error {
+        RequestTokenError::ServerResponse(response) => TokenError::Rejected {
+            error: response.error().as_ref().to_owned(),
+        },
+        RequestTokenError::Request(error) => TokenError::Unreachable(error.to_string()),
+        RequestTokenError::Parse(_, _) => {
+            TokenError::InvalidResponse("not a token response".into())
+        }
+        RequestTokenError::Other(_) => {
+            TokenError::InvalidResponse("unexpected answer from the token endpoint".into())
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse_success(body: &[u8]) -> Result<TokenSet, TokenError> {
+        serde_json::from_slice::<TokenEndpointResponse>(body)
+            .map_err(|_| TokenError::InvalidResponse("not a token response".into()))?
+            .into_token_set()
+    }
+
     #[test]
     fn token_responses_are_parsed_and_checked() {
         let set = parse_success(br#"{"access_token":"at","token_type":"bearer","expires_in":"60","id_token":"it","refresh_token":""}"#).unwrap();
         assert_eq!(set.access_token.expose(), "at");
         assert_eq!(set.expires_in, Some(60));
+        assert_eq!(set.id_token.as_ref().map(Secret::expose), Some("it"));
         assert!(set.refresh_token.is_none());
         assert!(!format!("{set:?}").contains("at\""));
         assert!(matches!(
             parse_success(br#"{"access_token":"at","token_type":"mac"}"#),
             Err(TokenError::InvalidResponse(_))
         ));
+        assert!(parse_success(br#"{"access_token":"at"}"#).is_ok());
         assert!(parse_success(b"not json").is_err());
         assert!(
             TokenError::Rejected {
@@ -199,10 +241,5 @@ mod tests {
             }
             .is_invalid_grant()
         );
-    }
-
-    #[test]
-    fn basic_credentials_are_form_encoded_first() {
-        assert_eq!(form_encode("a b:c"), "a+b%3Ac");
     }
 }

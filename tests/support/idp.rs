@@ -45,6 +45,8 @@ pub struct IdpState {
     pub token_endpoint_down: AtomicBool,
     /// Expect client_secret_post instead of client_secret_basic.
     pub expect_post_auth: AtomicBool,
+    /// Put an `at_hash` in ID tokens that does not match the access token.
+    pub wrong_at_hash: AtomicBool,
     /// The IdP session id put in ID tokens (`sid`).
     pub session_id: Mutex<String>,
 }
@@ -89,6 +91,7 @@ impl FakeIdp {
             refreshes: AtomicUsize::new(0),
             token_endpoint_down: AtomicBool::new(false),
             expect_post_auth: AtomicBool::new(false),
+            wrong_at_hash: AtomicBool::new(false),
             session_id: Mutex::new("idp-session-1".into()),
         });
         let router = Router::new()
@@ -269,9 +272,16 @@ async fn token(
             let id_token = {
                 let mut header = Header::new(Algorithm::RS256);
                 header.kid = Some(KID.into());
+                let hashed = if state.wrong_at_hash.load(Ordering::SeqCst) {
+                    "another access token".to_owned()
+                } else {
+                    format!("at-{n}")
+                };
+                let digest = Sha256::digest(hashed.as_bytes());
                 let claims = json!({
                     "iss": state.issuer, "sub": SUBJECT, "aud": CLIENT_ID, "exp": now + 300,
                     "iat": now, "nonce": issued.nonce, "sid": sid,
+                    "at_hash": URL_SAFE_NO_PAD.encode(&digest[..16]),
                     "email": "alice@example.com", "groups": ["admins", "dev"],
                 });
                 jsonwebtoken::encode(&header, &claims, &state.key).unwrap()
