@@ -123,6 +123,25 @@ fn claim_headers_pair_up_and_may_not_shadow_token_headers() {
 }
 
 #[test]
+fn header_names_with_underscores_are_refused_with_their_key_path() {
+    let problems = problems(&format!(
+        "{MINIMAL}upstream_access_token_header: x_access_token\n\
+         upstream_id_token_header: 'x_id_token:bearer'\n\
+         upstream_headers_claims: [email, sub]\n\
+         upstream_headers_names: [x-email, X_User]\n"
+    ));
+    let expected = [
+        "upstream_access_token_header: contains `_`",
+        "upstream_id_token_header: contains `_`",
+        "upstream_headers_names[1]: contains `_`",
+    ];
+    assert_eq!(problems.len(), expected.len(), "{problems:?}");
+    for (problem, start) in problems.iter().zip(expected) {
+        assert!(problem.starts_with(start), "{problem} / {start}");
+    }
+}
+
+#[test]
 fn form_post_without_secure_cookies_is_warned_about() {
     let yaml = format!("{MINIMAL}response_mode: form_post\nsession_cookie_secure: never\n");
     let (_, warnings) = load_from_str(&yaml, "t", env(&[])).unwrap();
