@@ -90,6 +90,22 @@ fn headers_to_remove(set: &[UpstreamHeader], removed: Vec<String>) -> Vec<String
     all
 }
 
+/// The page that asks a person to confirm a logout that came from another site. Inline, no
+/// script, no external resources; the CSP allows nothing to load and no site to frame it (so the
+/// button cannot be clickjacked). No `form-action`: browsers apply it to the redirect that
+/// follows the POST, which goes to the IdP.
+pub fn logout_confirmation_page(action: &str, method: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Log out?</title></head>\
+         <body><h1>Log out?</h1><p>Another site asked to log you out of this one.</p>\
+         <form method=\"{method}\" action=\"{}\"><button type=\"submit\">Log out</button></form>\
+         </body></html>\n",
+        html_escape(action)
+    )
+}
+
+const CONFIRMATION_PAGE_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+
 pub fn check_response(decision: Decision) -> CheckResponse {
     match decision {
         Decision::Allow {
@@ -126,6 +142,16 @@ pub fn check_response(decision: Decision) -> CheckResponse {
             ];
             headers.extend(set_cookies.iter().map(|c| added("set-cookie", c)));
             denied(GRPC_UNAUTHENTICATED, http_status, headers, String::new())
+        }
+        Decision::ConfirmLogout { action, method } => {
+            let headers = vec![
+                added("cache-control", "no-store"),
+                added("content-type", "text/html; charset=utf-8"),
+                added("content-security-policy", CONFIRMATION_PAGE_CSP),
+                added("x-frame-options", "DENY"),
+            ];
+            let body = logout_confirmation_page(&action, method);
+            denied(GRPC_PERMISSION_DENIED, 200, headers, body)
         }
         Decision::Deny {
             status: http_status,
