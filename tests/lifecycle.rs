@@ -536,3 +536,17 @@ async fn a_logout_without_a_session_cookie_clears_no_cookie() {
     assert_eq!(outcome.header("set-cookie"), None, "{outcome:?}");
     authz.stop().await;
 }
+
+#[tokio::test]
+async fn logout_id_token_hint_false_puts_no_token_in_the_end_session_url() {
+    let (idp, authz, _, _) = setup("logout_id_token_hint: false").await;
+    let mut browser = logged_in(&idp, &authz).await;
+    let outcome = browser.send(same_origin_logout()).await;
+    let location = url::Url::parse(outcome.location()).unwrap();
+    let params: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert!(!params.contains_key("id_token_hint"), "{location}");
+    assert_eq!(params["client_id"], "envoy");
+    assert_eq!(params["logout_hint"], "idp-session-1", "the IdP's sid");
+    assert!(!location.as_str().contains("eyJ"), "{location}");
+    authz.stop().await;
+}

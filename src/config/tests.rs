@@ -44,6 +44,7 @@ fn minimal_config_gets_the_documented_defaults() {
         })
     );
     assert_eq!(config.logout_path.as_deref(), Some("/logout"));
+    assert!(config.logout_id_token_hint);
     assert!(!config.id_token_signing_algs.contains(&Algorithm::HS256));
     assert_eq!(format!("{:?}", config.client_secret), "[redacted]");
 }

@@ -1,6 +1,7 @@
 //! RP-initiated logout: the logout path ends the session here, clears the cookie the browser
 //! sent, and sends the browser to the IdP's `end_session_endpoint` (with `client_id`, the
-//! configured `post_logout_redirect_uri`, and `id_token_hint` or `logout_hint`) so the IdP's
+//! configured `post_logout_redirect_uri`, and `id_token_hint` or, with `logout_id_token_hint:
+//! false`, `logout_hint` = the IdP's `sid`) so the IdP's
 //! session ends too. A logout that did not come from this origin (a cross-site link or form) only
 //! gets a confirmation page: nobody else may log our users out.
 
@@ -95,10 +96,14 @@ impl Flow {
         };
         {
             let mut query = end_session.query_pairs_mut();
-            if let Some(record) = ended
-                && !record.id_token.is_empty()
-            {
-                query.append_pair("id_token_hint", &record.id_token);
+            if let Some(record) = ended {
+                if self.config.logout_id_token_hint {
+                    if !record.id_token.is_empty() {
+                        query.append_pair("id_token_hint", &record.id_token);
+                    }
+                } else if !record.idp_session_id.is_empty() {
+                    query.append_pair("logout_hint", &record.idp_session_id);
+                }
             }
             query.append_pair("client_id", &self.config.client_id);
             if let Some(uri) = &post_logout {
