@@ -500,3 +500,46 @@ async fn the_admin_endpoint_reports_readiness_and_metrics() {
     );
     authz.stop().await;
 }
+
+/// Secure host-only cookies are `__Host-` prefixed; a plain-named copy can be planted by a sibling
+/// subdomain or an on-path attacker over http, so it must count for nothing.
+#[tokio::test]
+async fn a_plain_named_login_cookie_is_ignored_when_prefixed_names_are_in_use() {
+    let (idp, authz, _) = setup("session_cookie_secure: always").await;
+    // The attacker starts a login in his own browser and stops at the callback.
+    let mut attacker = authz.browser();
+    let start = attacker.send(Req::navigate("/")).await;
+    let attacker_login_cookie = attacker.cookies["__Host-session_login"].clone();
+    let authorization = idp.authorize(start.location());
+
+    // He plants his login cookie under the plain name on the victim and sends her his callback.
+    let mut victim = authz.browser();
+    victim
+        .cookies
+        .insert("session_login".into(), attacker_login_cookie);
+    let outcome = victim.callback(&authorization).await;
+    assert_eq!(outcome.status(), 403, "login CSRF refused: {outcome:?}");
+    assert!(
+        !victim.cookies.contains_key("__Host-session"),
+        "{:?}",
+        victim.cookies
+    );
+    assert_eq!(idp.code_exchanges(), 0, "no code was exchanged");
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_plain_named_session_cookie_is_ignored_when_prefixed_names_are_in_use() {
+    let (idp, authz, _) = setup("session_cookie_secure: always").await;
+    // The attacker's own session cookie, planted under the plain name, fixes no session.
+    let mut owner = authz.browser();
+    assert_eq!(owner.login(&idp, "/").await.status(), 302);
+    let attacker_session = owner.cookies["__Host-session"].clone();
+    assert_eq!(owner.send(Req::navigate("/anything")).await.status(), 200);
+    let mut fixated = authz.browser();
+    fixated.cookies.insert("session".into(), attacker_session);
+    let page = fixated.send(Req::navigate("/anything")).await;
+    assert_eq!(page.status(), 302, "plain-named session ignored: {page:?}");
+    assert!(page.location().starts_with(&idp.issuer));
+    authz.stop().await;
+}

@@ -27,6 +27,11 @@ async fn logged_in(idp: &FakeIdp, authz: &Authz) -> Browser {
     browser
 }
 
+/// A click on a logout link of the application's own pages.
+fn same_origin_logout() -> Req<'static> {
+    Req::navigate("/logout").with_header("sec-fetch-site", "same-origin")
+}
+
 fn bearer(outcome: &Outcome) -> String {
     outcome
         .upstream("authorization")
@@ -122,7 +127,7 @@ async fn logout_ends_the_session_here_and_sends_the_browser_to_the_idp() {
     let (idp, authz, _, _) = setup("logout_redirect_uri: /goodbye").await;
     let mut browser = logged_in(&idp, &authz).await;
     let stolen = browser.clone();
-    let outcome = browser.send(Req::navigate("/logout")).await;
+    let outcome = browser.send(same_origin_logout()).await;
     assert_eq!(outcome.status(), 302);
     let location = url::Url::parse(outcome.location()).unwrap();
     assert_eq!(
@@ -330,7 +335,7 @@ async fn logout_methods_limit_what_the_logout_path_answers() {
     let post = Req {
         method: "POST",
         path: "/logout",
-        headers: vec![],
+        headers: vec![("origin", "http://app.test")],
         body: "",
     };
     assert_eq!(browser.send(post).await.status(), 303);
@@ -425,7 +430,7 @@ async fn logout_takes_the_session_out_of_the_backchannel_indexes() {
     *idp.state.session_id.lock().unwrap() = "idp-session-2".into();
     let mut staying = logged_in(&idp, &authz).await;
 
-    assert_eq!(leaving.send(Req::navigate("/logout")).await.status(), 302);
+    assert_eq!(leaving.send(same_origin_logout()).await.status(), 302);
     assert_eq!(leaving.send(Req::navigate("/")).await.status(), 302);
 
     // The IdP tells us about the same logout: its sid's index is already empty.
@@ -452,10 +457,96 @@ async fn logout_fails_closed_when_the_indexes_cannot_be_updated() {
     let authz = Authz::start(&idp, "", store.clone()).await;
     let mut browser = logged_in(&idp, &authz).await;
     store.fail_remove_from_set.store(true, Ordering::SeqCst);
-    let outcome = browser.send(Req::navigate("/logout")).await;
+    let outcome = browser.send(same_origin_logout()).await;
     assert!(matches!(outcome, Outcome::Error(_)), "{outcome:?}");
     // The session went first: the cookie it still holds opens nothing.
     store.fail_remove_from_set.store(false, Ordering::SeqCst);
     assert_eq!(browser.send(Req::navigate("/")).await.status(), 302);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_logout_from_another_site_only_gets_a_confirmation_page() {
+    let (idp, authz, _, _) = setup("").await;
+    let mut browser = logged_in(&idp, &authz).await;
+    let cross_site_link = Req::navigate("/logout").with_header("sec-fetch-site", "cross-site");
+    let cross_site_form = Req {
+        method: "POST",
+        path: "/logout",
+        headers: vec![("origin", "https://evil.example")],
+        body: "",
+    };
+    let sibling_link = Req::navigate("/logout").with_header("sec-fetch-site", "same-site");
+    let unknown_origin = Req::navigate("/logout");
+    for request in [
+        cross_site_link,
+        cross_site_form,
+        sibling_link,
+        unknown_origin,
+    ] {
+        let outcome = browser.send(request).await;
+        let Outcome::Denied {
+            status,
+            headers,
+            body,
+        } = &outcome
+        else {
+            panic!("expected a confirmation page, got {outcome:?}");
+        };
+        assert_eq!(*status, 200, "{outcome:?}");
+        assert!(
+            body.contains("<form method=\"post\" action=\"/logout\">"),
+            "{body}"
+        );
+        assert!(!body.contains("src=") && !body.contains("href="), "{body}");
+        let csp = outcome.header("content-security-policy").unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert!(
+            !headers.iter().any(|(name, _)| name == "set-cookie"),
+            "{headers:?}"
+        );
+        assert_eq!(
+            browser.send(Req::navigate("/anything")).await.status(),
+            200,
+            "still logged in"
+        );
+    }
+    // The page's button: a same-origin POST, which logs out.
+    let confirmed = Req {
+        method: "POST",
+        path: "/logout",
+        headers: vec![("sec-fetch-site", "same-origin")],
+        body: "",
+    };
+    assert_eq!(browser.send(confirmed).await.status(), 303);
+    assert_eq!(browser.send(Req::navigate("/anything")).await.status(), 302);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_logout_without_a_session_cookie_clears_no_cookie() {
+    let (idp, authz, _, _) = setup("").await;
+    let mut stranger = authz.browser();
+    let outcome = stranger.send(same_origin_logout()).await;
+    assert_eq!(outcome.status(), 302, "{outcome:?}");
+    assert!(outcome.location().starts_with(&idp.issuer));
+    assert_eq!(outcome.header("set-cookie"), None, "{outcome:?}");
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn logout_id_token_hint_false_puts_no_token_in_the_end_session_url() {
+    let (idp, authz, _, _) = setup("logout_id_token_hint: false").await;
+    let mut browser = logged_in(&idp, &authz).await;
+    let outcome = browser.send(same_origin_logout()).await;
+    let location = url::Url::parse(outcome.location()).unwrap();
+    let params: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert!(!params.contains_key("id_token_hint"), "{location}");
+    assert_eq!(params["client_id"], "envoy");
+    assert_eq!(params["logout_hint"], "idp-session-1", "the IdP's sid");
+    assert!(!location.as_str().contains("eyJ"), "{location}");
     authz.stop().await;
 }

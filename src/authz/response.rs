@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::rpc;
 
-use crate::flow::{Decision, html_escape};
+use crate::flow::{Decision, UpstreamHeader, html_escape};
 
 /// gRPC status codes Envoy reads in `CheckResponse.status`.
 const GRPC_OK: i32 = 0;
@@ -66,6 +66,46 @@ pub fn page(status: u16, message: &str) -> String {
     )
 }
 
+/// The `_` spelling of a header name that has a `-` (`x-user-email` → `x_user_email`).
+/// CGI/WSGI/Rack/PHP upstreams read both as `HTTP_X_USER_EMAIL`, so a client's `x_user_email`
+/// would shadow (or be read instead of) the header we set. Envoy should reject such requests
+/// outright (`headers_with_underscores_action: REJECT_REQUEST`, see `envoy/envoy.yaml`); removing
+/// the variant also covers a proxy left at Envoy's default, `ALLOW`. Mixed spellings
+/// (`x_user-email`) are left to that Envoy setting: there are 2^n of them.
+fn underscore_variant(name: &str) -> Option<String> {
+    name.contains('-').then(|| name.replace('-', "_"))
+}
+
+/// What the upstream must not get: the headers we have no value for, and the `_` variant of
+/// every header we set or remove.
+fn headers_to_remove(set: &[UpstreamHeader], removed: Vec<String>) -> Vec<String> {
+    let variants: Vec<String> = set
+        .iter()
+        .map(|header| header.name.as_str())
+        .chain(removed.iter().map(String::as_str))
+        .filter_map(underscore_variant)
+        .collect();
+    let mut all = removed;
+    all.extend(variants);
+    all
+}
+
+/// The page that asks a person to confirm a logout that came from another site. Inline, no
+/// script, no external resources; the CSP allows nothing to load and no site to frame it (so the
+/// button cannot be clickjacked). No `form-action`: browsers apply it to the redirect that
+/// follows the POST, which goes to the IdP.
+pub fn logout_confirmation_page(action: &str, method: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Log out?</title></head>\
+         <body><h1>Log out?</h1><p>Another site asked to log you out of this one.</p>\
+         <form method=\"{method}\" action=\"{}\"><button type=\"submit\">Log out</button></form>\
+         </body></html>\n",
+        html_escape(action)
+    )
+}
+
+const CONFIRMATION_PAGE_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+
 pub fn check_response(decision: Decision) -> CheckResponse {
     match decision {
         Decision::Allow {
@@ -79,7 +119,10 @@ pub fn check_response(decision: Decision) -> CheckResponse {
                     .iter()
                     .map(|h| overwrite(&h.name, h.value.expose()))
                     .collect(),
-                headers_to_remove: remove_upstream_headers,
+                headers_to_remove: headers_to_remove(
+                    &set_upstream_headers,
+                    remove_upstream_headers,
+                ),
                 response_headers_to_add: set_cookies
                     .iter()
                     .map(|c| added("set-cookie", c))
@@ -99,6 +142,16 @@ pub fn check_response(decision: Decision) -> CheckResponse {
             ];
             headers.extend(set_cookies.iter().map(|c| added("set-cookie", c)));
             denied(GRPC_UNAUTHENTICATED, http_status, headers, String::new())
+        }
+        Decision::ConfirmLogout { action, method } => {
+            let headers = vec![
+                added("cache-control", "no-store"),
+                added("content-type", "text/html; charset=utf-8"),
+                added("content-security-policy", CONFIRMATION_PAGE_CSP),
+                added("x-frame-options", "DENY"),
+            ];
+            let body = logout_confirmation_page(&action, method);
+            denied(GRPC_PERMISSION_DENIED, 200, headers, body)
         }
         Decision::Deny {
             status: http_status,
@@ -139,5 +192,48 @@ fn denied(
             body,
         })),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn allowed(set: &[&str], removed: &[&str]) -> OkHttpResponse {
+        let decision = Decision::Allow {
+            set_upstream_headers: set
+                .iter()
+                .map(|name| UpstreamHeader {
+                    name: name.to_string(),
+                    value: Secret::new("v"),
+                })
+                .collect(),
+            remove_upstream_headers: removed.iter().map(|name| name.to_string()).collect(),
+            set_cookies: Vec::new(),
+        };
+        match check_response(decision).http_response {
+            Some(HttpResponse::OkResponse(ok)) => ok,
+            other => panic!("expected an OK response, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn underscore_variants_of_our_headers_never_reach_the_upstream() {
+        let ok = allowed(
+            &["authorization", "x-user-email"],
+            &["cookie", "x-user-phone"],
+        );
+        assert_eq!(
+            ok.headers_to_remove,
+            ["cookie", "x-user-phone", "x_user_email", "x_user_phone"]
+        );
+        let set: Vec<&str> = ok
+            .headers
+            .iter()
+            .filter_map(|option| option.header.as_ref())
+            .map(|header| header.key.as_str())
+            .collect();
+        assert_eq!(set, ["authorization", "x-user-email"]);
     }
 }

@@ -203,6 +203,10 @@ pub(super) fn upstream_header(
         Some((name, scheme)) => (name.trim(), Some(scheme.trim())),
         None => (text.trim(), None),
     };
+    if name.contains('_') {
+        reader.error(key, UNDERSCORE_PROBLEM);
+        return None;
+    }
     if !is_header_name(name)
         || scheme.is_some_and(|s| s.is_empty() || s.contains(char::is_whitespace))
     {
@@ -226,11 +230,14 @@ pub(super) fn upstream_header(
     })
 }
 
+/// Why a header name with `_` is refused: CGI, WSGI, Rack and PHP upstreams read `x_email` and
+/// `x-email` as the same variable, so a client's `x_email` could shadow the one we set; our
+/// names use `-` only (Envoy is configured to reject requests carrying `_` in header names).
+const UNDERSCORE_PROBLEM: &str = "contains `_`: upstreams that map headers to variables (CGI, WSGI, Rack, PHP) read `_` and `-` alike, so a client's copy could shadow ours; use `-`";
+
+/// Letters, digits and `-` (no `_`: see `UNDERSCORE_PROBLEM`).
 pub(super) fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Kong's pair of lists: `upstream_headers_claims[i]` goes upstream as `upstream_headers_names[i]`.
@@ -261,7 +268,12 @@ pub(super) fn claim_headers(
         let taken = token_headers
             .iter()
             .any(|header| header.as_ref().is_some_and(|h| h.name == name));
-        if !is_header_name(&name) || matches!(name.as_str(), "cookie" | "host") || taken {
+        if name.contains('_') {
+            reader.error(
+                &format!("upstream_headers_names[{index}]"),
+                UNDERSCORE_PROBLEM,
+            );
+        } else if !is_header_name(&name) || matches!(name.as_str(), "cookie" | "host") || taken {
             reader.error(
                 &format!("upstream_headers_names[{index}]"),
                 format!("`{name}` is not a header name we may set"),

@@ -159,5 +159,9 @@ pub struct Config {
     /// Methods the logout path answers (Kong's `logout_methods`); others get 405.
     pub logout_methods: Vec<String>,
     pub logout_redirect_uri: Option<String>,
+    /// `true`: the end-session URL carries the whole ID token as `id_token_hint` (what most IdPs
+    /// need to skip their confirmation). `false`: `logout_hint` = the IdP session id (`sid`)
+    /// instead, so no token ever appears in a URL (OIDC RP-Initiated Logout 1.0, section 2).
+    pub logout_id_token_hint: bool,
     pub backchannel_logout_path: Option<String>,
 }

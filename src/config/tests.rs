@@ -44,6 +44,7 @@ fn minimal_config_gets_the_documented_defaults() {
         })
     );
     assert_eq!(config.logout_path.as_deref(), Some("/logout"));
+    assert!(config.logout_id_token_hint);
     assert!(!config.id_token_signing_algs.contains(&Algorithm::HS256));
     assert_eq!(format!("{:?}", config.client_secret), "[redacted]");
 }
@@ -120,6 +121,25 @@ fn claim_headers_pair_up_and_may_not_shadow_token_headers() {
         shadowing[0].starts_with("upstream_headers_names[0]: `authorization`"),
         "{shadowing:?}"
     );
+}
+
+#[test]
+fn header_names_with_underscores_are_refused_with_their_key_path() {
+    let problems = problems(&format!(
+        "{MINIMAL}upstream_access_token_header: x_access_token\n\
+         upstream_id_token_header: 'x_id_token:bearer'\n\
+         upstream_headers_claims: [email, sub]\n\
+         upstream_headers_names: [x-email, X_User]\n"
+    ));
+    let expected = [
+        "upstream_access_token_header: contains `_`",
+        "upstream_id_token_header: contains `_`",
+        "upstream_headers_names[1]: contains `_`",
+    ];
+    assert_eq!(problems.len(), expected.len(), "{problems:?}");
+    for (problem, start) in problems.iter().zip(expected) {
+        assert!(problem.starts_with(start), "{problem} / {start}");
+    }
 }
 
 #[test]

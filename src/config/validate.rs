@@ -309,6 +309,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
             "must list one or more of GET, POST, DELETE (POST alone stops cross-site links from logging users out)",
         );
     }
+    let logout_id_token_hint = reader.bool_or("logout_id_token_hint", true);
     let backchannel_logout_path = path_key(&mut reader, "backchannel_logout_path", None);
     let mut special_paths = HashSet::new();
     for (key, path) in [
@@ -362,6 +363,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         logout_path,
         logout_methods,
         logout_redirect_uri,
+        logout_id_token_hint,
         backchannel_logout_path,
     }
 }

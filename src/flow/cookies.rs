@@ -73,18 +73,29 @@ impl<'a> CookieJar<'a> {
     /// The name we set: `__Host-` where the browser allows it (Secure, Path=/, no Domain), which
     /// stops a sibling subdomain from planting the cookie.
     pub fn name(&self, kind: CookieKind) -> &str {
-        if self.secure && self.config.session_cookie_domain.is_none() {
+        if self.uses_prefix() {
             self.names.prefixed(kind)
         } else {
             self.names.plain(kind)
         }
     }
 
-    /// Every cookie value the request carries for `kind`, under the prefixed or plain name (the
-    /// `secure` setting may have changed since the cookie was set).
+    /// Whether our cookies carry the `__Host-` prefix for this request.
+    fn uses_prefix(&self) -> bool {
+        self.secure && self.config.session_cookie_domain.is_none()
+    }
+
+    /// Every cookie value the request carries for `kind`. With prefixed names only the prefixed
+    /// name counts: the browser guarantees a `__Host-` cookie was set by this host over https,
+    /// while anyone on a sibling subdomain (`Domain=`) or on the path over http can plant the plain
+    /// name, and a planted login or session cookie is a login CSRF or a fixed session. Without
+    /// the prefix both names count (the `secure` setting may have changed since the cookie was
+    /// set, and a `__Host-` cookie is never weaker than a plain one).
     pub fn values<'r>(&self, request: &'r RequestView, kind: CookieKind) -> Vec<&'r str> {
         let mut values: Vec<&'r str> = request.cookies(self.names.prefixed(kind)).collect();
-        values.extend(request.cookies(self.names.plain(kind)));
+        if !self.uses_prefix() {
+            values.extend(request.cookies(self.names.plain(kind)));
+        }
         values
     }
 

@@ -25,6 +25,13 @@ pub enum Decision {
         location: String,
         set_cookies: Vec<String>,
     },
+    /// Ask the person to confirm a logout that did not come from our own pages (a cross-site link
+    /// or form): a page whose button sends the logout to `action` with `method`, same-origin.
+    ConfirmLogout {
+        action: String,
+        /// `post`, or `get` when `logout_methods` has no POST.
+        method: &'static str,
+    },
     /// Answer the client ourselves with this status and a short page.
     Deny {
         status: u16,
@@ -69,6 +76,11 @@ impl std::fmt::Debug for Decision {
                 .field("status", status)
                 .field("location", location)
                 .field("set_cookies", &cookie_names(set_cookies))
+                .finish(),
+            Decision::ConfirmLogout { action, method } => f
+                .debug_struct("ConfirmLogout")
+                .field("action", action)
+                .field("method", method)
                 .finish(),
             Decision::Deny {
                 status,

@@ -1,10 +1,26 @@
-//! RP-initiated logout: the logout path ends the session here, clears the cookie, and sends the
-//! browser to the IdP's `end_session_endpoint` (with `id_token_hint`, `client_id` and the
-//! configured `post_logout_redirect_uri`) so the IdP's session ends too.
+//! RP-initiated logout: the logout path ends the session here, clears the cookie the browser
+//! sent, and sends the browser to the IdP's `end_session_endpoint` (with `client_id`, the
+//! configured `post_logout_redirect_uri`, and `id_token_hint` or, with `logout_id_token_hint:
+//! false`, `logout_hint` = the IdP's `sid`) so the IdP's
+//! session ends too. A logout that did not come from this origin (a cross-site link or form) only
+//! gets a confirmation page: nobody else may log our users out.
 
 use super::cookies::{CookieJar, CookieKind};
 use super::{Decision, Flow, RequestView};
 use crate::error::Error;
+use crate::oidc::end_session::{SessionHint, end_session_url};
+
+/// Whether the request came from a page of this origin, or from the person (address bar,
+/// bookmark). `Sec-Fetch-Site` is what browsers say; `Origin` counts only without it (older
+/// browsers send it on POST). Neither: we cannot tell, so no (fail closed: a confirmation page).
+fn is_same_origin(request: &RequestView) -> bool {
+    match request.header("sec-fetch-site") {
+        Some(site) => site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none"),
+        None => request
+            .header("origin")
+            .is_some_and(|origin| origin.eq_ignore_ascii_case(&request.origin())),
+    }
+}
 
 impl Flow {
     pub(super) async fn logout(
@@ -15,13 +31,56 @@ impl Flow {
         if !self.config.logout_methods.contains(&request.method) {
             return Err(Error::MethodNotAllowed(request.method.clone()));
         }
-        let mut id_token = String::new();
+        if !is_same_origin(request) {
+            return self.confirm_logout(request);
+        }
+        let mut ended = None;
         if let Some(found) = self.find_session(request, jar).await? {
             self.sessions.end(&found.id, &found.loaded.record).await?;
             tracing::info!(subject = %found.loaded.record.subject, "logged out");
             self.metrics.record_rp_logout();
-            id_token = found.loaded.record.id_token;
+            ended = Some(found.loaded.record);
         }
+        // Only a cookie the browser sent is cleared: a `Set-Cookie` on every logout would let any
+        // request to the logout path delete cookies.
+        let set_cookies = if jar.values(request, CookieKind::Session).is_empty() {
+            Vec::new()
+        } else {
+            vec![jar.clear(CookieKind::Session)]
+        };
+        let location = self.end_session_location(request, ended.as_ref());
+        Ok(Decision::Redirect {
+            status: if request.method == "GET" { 302 } else { 303 },
+            location,
+            set_cookies,
+        })
+    }
+
+    /// The confirmation page's button repeats the logout from our own origin: a POST when
+    /// `logout_methods` allows it, else a GET.
+    fn confirm_logout(&self, request: &RequestView) -> Result<Decision, Error> {
+        let methods = &self.config.logout_methods;
+        let method = if methods.iter().any(|m| m == "POST") {
+            "post"
+        } else if methods.iter().any(|m| m == "GET") {
+            "get"
+        } else {
+            // DELETE only: no HTML form can send it; a cross-site DELETE is simply refused.
+            return Err(Error::MethodNotAllowed(request.method.clone()));
+        };
+        tracing::info!("logout request from another origin: asking for confirmation");
+        Ok(Decision::ConfirmLogout {
+            action: request.path.clone(),
+            method,
+        })
+    }
+
+    /// The IdP's end-session URL, or without one `logout_redirect_uri` (or `/`).
+    fn end_session_location(
+        &self,
+        request: &RequestView,
+        ended: Option<&crate::session::SessionRecord>,
+    ) -> String {
         let post_logout = self.config.logout_redirect_uri.as_ref().map(|uri| {
             if uri.starts_with('/') {
                 format!("{}{uri}", request.origin())
@@ -29,30 +88,30 @@ impl Flow {
                 uri.clone()
             }
         });
-        let location = match self
+        let Some(end_session) = self
             .provider
             .metadata()
             .and_then(|m| m.end_session_endpoint().cloned())
-        {
-            Some(mut end_session) => {
-                {
-                    let mut query = end_session.query_pairs_mut();
-                    if !id_token.is_empty() {
-                        query.append_pair("id_token_hint", &id_token);
-                    }
-                    query.append_pair("client_id", &self.config.client_id);
-                    if let Some(uri) = &post_logout {
-                        query.append_pair("post_logout_redirect_uri", uri);
-                    }
-                }
-                end_session.to_string()
-            }
-            None => post_logout.unwrap_or_else(|| "/".to_owned()),
+        else {
+            return post_logout.unwrap_or_else(|| "/".to_owned());
         };
-        Ok(Decision::Redirect {
-            status: if request.method == "GET" { 302 } else { 303 },
-            location,
-            set_cookies: vec![jar.clear(CookieKind::Session)],
-        })
+        let hint = match ended {
+            Some(record) if self.config.logout_id_token_hint && !record.id_token.is_empty() => {
+                SessionHint::IdToken(&record.id_token)
+            }
+            Some(record)
+                if !self.config.logout_id_token_hint && !record.idp_session_id.is_empty() =>
+            {
+                SessionHint::LogoutHint(&record.idp_session_id)
+            }
+            _ => SessionHint::None,
+        };
+        end_session_url(
+            &end_session,
+            hint,
+            &self.config.client_id,
+            post_logout.as_deref(),
+        )
+        .into()
     }
 }

@@ -7,6 +7,7 @@
 pub mod at_hash;
 pub mod authorize;
 pub mod discovery;
+pub mod end_session;
 pub mod http;
 pub mod id_token;
 pub mod jwks;

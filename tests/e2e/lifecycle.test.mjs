@@ -58,7 +58,16 @@ test('lifecycle: GET /logout → IdP end_session with id_token_hint; old cookie 
   const c = flow.client;
   const oldJar = c.jar.clone(); // the cookie as it was before logout
 
-  const r = await c.get(stack.envoyUrl('/logout'));
+  // A cross-site link only gets a confirmation page (no cookie change, session kept).
+  const cross = await c.get(stack.envoyUrl('/logout'), { headers: { 'sec-fetch-site': 'cross-site' } });
+  assert.equal(cross.status, 200, why(stack, cross, 'cross-site GET /logout → confirmation page'));
+  assert.match(cross.headers['content-security-policy'] ?? '', /frame-ancestors 'none'/);
+  assert.match(cross.body, /<form method="post" action="\/logout">/);
+  assert.deepEqual(cross.setCookies, []);
+  await assertUpstreamGotToken(stack, await c.get(stack.envoyUrl('/anything?after-cross-site-logout=1')), { jwks });
+
+  // A click on a same-origin link logs out.
+  const r = await c.get(stack.envoyUrl('/logout'), { headers: { 'sec-fetch-site': 'same-origin' } });
   assert.ok([302, 303].includes(r.status), why(stack, r, 'GET /logout redirects'));
   const to = new URL(r.headers.location, r.url);
   const meta = await stack.discovery();

@@ -1,4 +1,5 @@
-// Scenario 4: negative paths through the real Envoy (one stack, Redis session store). With
+// Scenario 4: negative paths through the real Envoy (one stack, Redis session store), including
+// client headers spelt with `_` (refused by Envoy before they can shadow ours). With
 // E2E_TARGET=compose the ones that stop/start Redis or oidc-authz are skipped (no process control).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -88,6 +89,19 @@ test('negative paths through real Envoy', { timeout: 120000, skip: skipFor({ opt
     const c = newClient(stack, 'spoof-anon');
     const r2 = await c.get(stack.envoyUrl('/anything?spoof=2'), { headers: { authorization: 'Bearer spoofed' } });
     assert.equal(r2.status, 302, why(stack, r2, 'spoofed bearer without session'));
+  });
+
+  await t.test('client-supplied x_user: admin (underscore) never reaches httpbin: Envoy answers 400', async () => {
+    // CGI/WSGI/Rack/PHP upstreams read x_user and x-user as one variable (HTTP_X_USER), so an
+    // underscore copy could shadow a header oidc-authz sets: envoy.yaml rejects such requests.
+    for (const [c, label] of [[alice.client, 'with session'], [newClient(stack, 'underscore-anon'), 'without session']]) {
+      const r = await c.get(stack.envoyUrl('/anything?underscore=1'), { headers: { x_user: 'admin', 'x_forwarded_email': 'admin@evil.example' } });
+      assert.equal(r.status, 400, why(stack, r, `underscore header ${label}`));
+      assert.ok(!r.body.includes('admin'), `httpbin never echoed the underscore headers (${label}): ${r.body.slice(0, 300)}`);
+    }
+    // The same session without them still works.
+    const ok = await alice.client.get(stack.envoyUrl('/anything?underscore=0'));
+    await assertUpstreamGotToken(stack, ok, { jwks });
   });
 
   await t.test('client-supplied X-Forwarded-Proto: https is not trusted (Envoy edge config)', async () => {
