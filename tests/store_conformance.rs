@@ -23,9 +23,9 @@ use oidc_authz::session::memory::MemoryStore;
 use oidc_authz::session::redis::{RedisStore, RedisTopology};
 use oidc_authz::session::store::{SessionStore, StoreError};
 use support::redis::{
-    REDIS_COMMAND_TIMEOUT, RedisServer, SENTINEL_ACL_PASSWORD, SENTINEL_ACL_USER,
-    SENTINEL_MASTER_NAME, SENTINEL_MASTER_PASSWORD, command, commands, free_port, shared_cluster,
-    shared_redis, shared_sentinel, shared_sentinel_with_password,
+    REDIS_COMMAND_TIMEOUT, RedisServer, ReplyDroppingProxy, SENTINEL_ACL_PASSWORD,
+    SENTINEL_ACL_USER, SENTINEL_MASTER_NAME, SENTINEL_MASTER_PASSWORD, command, commands,
+    free_port, shared_cluster, shared_redis, shared_sentinel, shared_sentinel_with_password,
 };
 
 /// TTLs for one store: `short` is what the expiry cases wait out, `long` never expires during a test.
@@ -672,6 +672,66 @@ async fn redis_restart_is_survived() {
     store.ping().await.expect("ping after restart");
     store.add_to_set("s", "m", ttl).await.unwrap();
     assert_eq!(store.take_set("s").await.unwrap(), ["m"]);
+}
+
+/// A take whose reply is lost (the connection breaks after Redis ran it) must not be sent again:
+/// the retry would find the value gone and answer "nothing there", so a back-channel logout would
+/// answer 200 having deleted no session. The caller gets an error instead (and the IdP retries).
+/// A read is still retried on a fresh connection, invisibly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_take_whose_reply_was_lost_is_an_error_not_a_retry() {
+    let server = shared_redis();
+    let proxy = ReplyDroppingProxy::start(server.port).await;
+    let store = RedisStore::new(&proxy.url(), "lost-reply:", 4, REDIS_COMMAND_TIMEOUT).unwrap();
+    let raw = server.store("lost-reply:");
+    let ttl = Duration::from_secs(60);
+
+    // The shared connection exists (and is reused) before each reply is lost.
+    store.put("value", b"v".to_vec(), ttl).await.unwrap();
+    proxy.drop_next_reply();
+    assert_eq!(
+        bounded("get", store.get("value"))
+            .await
+            .expect("a lost GET reply is retried"),
+        Some(b"v".to_vec())
+    );
+
+    proxy.drop_next_reply();
+    let taken = bounded("take", store.take("value")).await;
+    assert!(
+        matches!(taken, Err(StoreError::Unavailable(_))),
+        "take: {taken:?}"
+    );
+    assert_eq!(raw.get("value").await.unwrap(), None, "GETDEL ran once");
+
+    store.add_to_set("index", "session", ttl).await.unwrap();
+    proxy.drop_next_reply();
+    let members = bounded("take_set", store.take_set("index")).await;
+    assert!(
+        matches!(members, Err(StoreError::Unavailable(_))),
+        "take_set: {members:?}"
+    );
+    assert!(raw.take_set("index").await.unwrap().is_empty(), "ran once");
+
+    store.ping().await.expect("a fresh shared connection");
+    proxy.drop_next_reply();
+    let locked = bounded(
+        "put_if_absent",
+        store.put_if_absent("lock", b"me".to_vec(), ttl),
+    )
+    .await;
+    assert!(
+        matches!(locked, Err(StoreError::Unavailable(_))),
+        "put_if_absent: {locked:?}"
+    );
+    assert_eq!(
+        raw.get("lock").await.unwrap(),
+        Some(b"me".to_vec()),
+        "ran once"
+    );
+
+    // And the store goes on working on a fresh connection.
+    store.ping().await.expect("ping after the lost replies");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 //! through Redis Sentinel (`RedisTopology`). Every command goes over one shared multiplexed
 //! connection (one round trip each, concurrent commands pipelined), replaced after an error; every
 //! command has a timeout so a hung Redis turns into an error (fail closed), not a hung Check. Single-use values
-//! are taken with `GETDEL` (Redis 6.2+), locks use `SET NX PX`.
+//! are taken with `GETDEL` (Redis 6.2+), locks use `SET NX PX`. A command that failed on a broken
+//! connection is sent once more on a fresh one only if it is idempotent (`Replay`): takes and locks
+//! never are, since their lost reply cannot be told from a lost request.
 //!
 //! Cluster: every command and every `MULTI` pipeline here touches exactly one key, hence one hash
 //! slot, so each runs on the one node owning it (redirections are followed by the client); `PING`
@@ -111,6 +113,20 @@ impl ConnectionLike for Connection {
 enum Request {
     Command(redis::Cmd),
     Pipeline(redis::Pipeline),
+}
+
+/// Whether a request may be sent again after its connection broke. A broken connection cannot say
+/// whether the request reached Redis: only its reply may have been lost.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Sending it twice does what sending it once does, and the second reply is as true as the
+    /// first: `GET`, `SET`, `DEL`, `SREM`, `SADD`+`PEXPIRE NX|GT`, `PING`.
+    Safe,
+    /// The first send may have done the work, and a second would report that work as someone
+    /// else's: a retried `GETDEL` or `SMEMBERS`+`DEL` finds nothing (a back-channel logout would
+    /// answer 200 having deleted nothing), a retried `SET NX` finds its own value and says "taken".
+    /// The error goes to the caller instead (fail closed; the IdP or browser retries).
+    Never,
 }
 
 impl Request {
@@ -246,7 +262,11 @@ impl RedisStore {
         Ok((connection, false))
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, request: &Request) -> Result<T, StoreError> {
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        request: &Request,
+        replay: Replay,
+    ) -> Result<T, StoreError> {
         let attempt = async {
             let (mut connection, reused) = self.connection().await?;
             match request.send(&mut connection).await {
@@ -255,10 +275,10 @@ impl RedisStore {
                     // Broken, or a demoted master answering READONLY: connect anew.
                     self.slot().take();
                     // A shared connection found dead (Redis restarted while we were idle) gets
-                    // one more try on a fresh one, so a restart does not fail a request. Safe for
-                    // every command here: a retried GETDEL or SET NX can only find the work done.
+                    // one more try on a fresh one, so a restart does not fail a request; but only
+                    // for a request that may be replayed (see `Replay`).
                     let stale = error.is_connection_dropped() || error.is_io_error();
-                    if !(reused && stale) {
+                    if !(reused && stale && replay == Replay::Safe) {
                         return Err(unavailable(error));
                     }
                     let (mut fresh, _) = self.connection().await?;
@@ -280,7 +300,7 @@ impl SessionStore for RedisStore {
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
         let mut set = redis::cmd("SET");
         set.arg(self.key(key)).arg(value).arg("PX").arg(millis(ttl));
-        self.run::<()>(&Request::Command(set)).await
+        self.run::<()>(&Request::Command(set), Replay::Safe).await
     }
 
     async fn put_if_absent(
@@ -295,26 +315,26 @@ impl SessionStore for RedisStore {
             .arg("NX")
             .arg("PX")
             .arg(millis(ttl));
-        let reply: Option<String> = self.run(&Request::Command(set)).await?;
+        let reply: Option<String> = self.run(&Request::Command(set), Replay::Never).await?;
         Ok(reply.is_some())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut get = redis::cmd("GET");
         get.arg(self.key(key));
-        self.run(&Request::Command(get)).await
+        self.run(&Request::Command(get), Replay::Safe).await
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut get_del = redis::cmd("GETDEL");
         get_del.arg(self.key(key));
-        self.run(&Request::Command(get_del)).await
+        self.run(&Request::Command(get_del), Replay::Never).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let mut del = redis::cmd("DEL");
         del.arg(self.key(key));
-        self.run::<()>(&Request::Command(del)).await
+        self.run::<()>(&Request::Command(del), Replay::Safe).await
     }
 
     async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -335,24 +355,25 @@ impl SessionStore for RedisStore {
             .arg(millis(ttl))
             .arg("GT")
             .ignore();
-        self.run::<()>(&Request::Pipeline(pipe)).await
+        self.run::<()>(&Request::Pipeline(pipe), Replay::Safe).await
     }
 
     async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError> {
         let mut srem = redis::cmd("SREM");
         srem.arg(self.key(key)).arg(member);
-        self.run::<()>(&Request::Command(srem)).await
+        self.run::<()>(&Request::Command(srem), Replay::Safe).await
     }
 
     async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
         let key = self.key(key);
         let mut pipe = redis::pipe();
         pipe.atomic().smembers(&key).del(&key).ignore();
-        let (members,): (Vec<String>,) = self.run(&Request::Pipeline(pipe)).await?;
+        let (members,): (Vec<String>,) = self.run(&Request::Pipeline(pipe), Replay::Never).await?;
         Ok(members)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run::<()>(&Request::Command(redis::cmd("PING"))).await
+        self.run::<()>(&Request::Command(redis::cmd("PING")), Replay::Safe)
+            .await
     }
 }

@@ -549,3 +549,81 @@ pub fn shared_sentinel_with_password() -> Arc<RedisSentinel> {
     static SHARED: Mutex<Weak<RedisSentinel>> = Mutex::new(Weak::new());
     shared(&SHARED, RedisSentinel::start_with_password)
 }
+
+/// A TCP proxy on a loopback port in front of a Redis that can be told to lose the next reply:
+/// the command reaches Redis and runs, and the proxy then closes the client's connection instead
+/// of passing the reply on (as a network or a Redis failover can). Its tasks end on drop.
+pub struct ReplyDroppingProxy {
+    pub port: u16,
+    drop_next_reply: Arc<std::sync::atomic::AtomicBool>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl ReplyDroppingProxy {
+    pub async fn start(upstream_port: u16) -> ReplyDroppingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        let drop_next_reply = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let armed = Arc::clone(&drop_next_reply);
+        let accepting = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(Self::relay(client, upstream_port, Arc::clone(&armed)));
+            }
+        });
+        ReplyDroppingProxy {
+            port,
+            drop_next_reply,
+            accepting,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The next reply from Redis, on any connection, is lost and its connection closed.
+    pub fn drop_next_reply(&self) {
+        self.drop_next_reply.store(true, Ordering::SeqCst);
+    }
+
+    /// Copies requests to Redis and replies back until either side closes, or until a reply is
+    /// to be lost: then both connections are closed with the reply unsent.
+    async fn relay(
+        client: tokio::net::TcpStream,
+        upstream_port: u16,
+        armed: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(upstream) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
+        else {
+            return;
+        };
+        let (mut client_read, mut client_write) = client.into_split();
+        let (mut upstream_read, mut upstream_write) = upstream.into_split();
+        let requests = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut client_read, &mut upstream_write).await;
+        });
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match upstream_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) if armed.swap(false, Ordering::SeqCst) => break,
+                Ok(read) => {
+                    if client_write.write_all(&buffer[..read]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Both halves of both sockets dropped: the client sees its connection closed.
+        requests.abort();
+    }
+}
+
+impl Drop for ReplyDroppingProxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
