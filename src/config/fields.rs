@@ -12,6 +12,10 @@ use super::*;
 
 pub(super) fn parse_addr(reader: &mut Reader, key: &str, default: &str) -> SocketAddr {
     let text = reader.string_or(key, default);
+    socket_addr(reader, key, &text, default)
+}
+
+fn socket_addr(reader: &mut Reader, key: &str, text: &str, default: &str) -> SocketAddr {
     text.parse().unwrap_or_else(|_| {
         reader.error(
             key,
@@ -19,6 +23,32 @@ pub(super) fn parse_addr(reader: &mut Reader, key: &str, default: &str) -> Socke
         );
         default.parse().expect("default address parses")
     })
+}
+
+/// Longest Unix socket path the kernel takes (`sun_path` is 108 bytes with its final NUL).
+const MAX_UNIX_SOCKET_PATH: usize = 107;
+
+/// `host:port`, or `unix:/absolute/path` for a Unix socket.
+pub(super) fn listen_address(reader: &mut Reader, key: &str, default: &str) -> ListenAddress {
+    let text = reader.string_or(key, default);
+    let Some(path) = text.strip_prefix("unix:") else {
+        return ListenAddress::Tcp(socket_addr(reader, key, &text, default));
+    };
+    if !path.starts_with('/') || path.ends_with('/') {
+        reader.error(
+            key,
+            format!("`{text}` needs an absolute socket path, like unix:/run/oidc-authz/grpc.sock"),
+        );
+    } else if path.len() > MAX_UNIX_SOCKET_PATH {
+        reader.error(
+            key,
+            format!(
+                "the socket path is {} bytes; Unix sockets take at most {MAX_UNIX_SOCKET_PATH}",
+                path.len()
+            ),
+        );
+    }
+    ListenAddress::Unix(path.into())
 }
 
 pub(super) fn seconds(reader: &mut Reader, key: &str, default: u64) -> Duration {

@@ -32,7 +32,7 @@ const RESERVED_AUTHORIZATION_PARAMS: &[&str] = &[
 pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     let mut reader = Reader::new(Some(root), "", errors);
 
-    let listen = parse_addr(&mut reader, "listen", "127.0.0.1:9191");
+    let listen = listen_address(&mut reader, "listen", "127.0.0.1:9191");
     let admin_listen = parse_addr(&mut reader, "admin_listen", "127.0.0.1:9192");
     let log_format = reader.choice_or(
         "log_format",
