@@ -18,7 +18,7 @@ use crate::oidc::IdentityProvider;
 use crate::oidc::provider::{Provider, ProviderSettings};
 use crate::secret::Secret;
 use crate::session::memory::MemoryStore;
-use crate::session::redis::{RedisStore, RedisTopology};
+use crate::session::redis::{RedisStore, RedisTls, RedisTopology};
 use crate::session::{SessionStore, Sessions};
 
 /// The assembled service.
@@ -60,8 +60,18 @@ impl App {
                         password: password.as_ref().map(|p| p.expose().to_owned()),
                     },
                 };
-                Arc::new(RedisStore::with_topology(
+                let tls = RedisTls {
+                    ca_pem: redis.tls.ca_pem.clone().map(String::into_bytes),
+                    client_pem: redis
+                        .tls
+                        .client_cert_pem
+                        .clone()
+                        .zip(redis.tls.client_key_pem.as_ref())
+                        .map(|(cert, key)| (cert.into_bytes(), key.expose().as_bytes().to_vec())),
+                };
+                Arc::new(RedisStore::with_tls(
                     &topology,
+                    &tls,
                     &redis.key_prefix,
                     redis.pool_size,
                     redis.command_timeout,

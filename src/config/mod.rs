@@ -109,9 +109,21 @@ impl std::fmt::Display for ListenAddress {
     }
 }
 
+/// PEM read from `redis.ca_file`, `redis.cert_file` and `redis.key_file`, for `rediss://`.
+#[derive(Debug, Clone, Default)]
+pub struct RedisTlsFiles {
+    /// CAs that sign the servers' certificates, instead of the system's.
+    pub ca_pem: Option<String>,
+    /// A client certificate and its key (both or neither), for `tls-auth-clients yes`.
+    pub client_cert_pem: Option<String>,
+    pub client_key_pem: Option<Secret>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     pub mode: RedisMode,
+    /// Boxed: most configurations have none, and `SessionStorage` stays small.
+    pub tls: Box<RedisTlsFiles>,
     pub key_prefix: String,
     pub pool_size: usize,
     pub command_timeout: Duration,

@@ -13,6 +13,9 @@
 //! connection that saw an error is dropped rather than pooled, so after a failover the pool does not
 //! keep talking to a demoted master. The master's own credentials (`requirepass` or an ACL user)
 //! are separate from the sentinels' (in their URLs).
+//! TLS (`rediss://`, rustls): `RedisTls` adds a CA and a client certificate to one server, or to
+//! the sentinels and the master they name (TLS to the master exactly when the sentinels' URLs are
+//! `rediss://`).
 
 use std::time::Duration;
 
@@ -40,12 +43,44 @@ pub enum RedisTopology {
     },
 }
 
+/// Certificates for `rediss://` beyond the system's trust store (PEM). Deliberately no `Debug`:
+/// it holds a private key.
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// CA certificates that sign the servers' certificates (`redis.ca_file`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// A client certificate and its key (`redis.cert_file`, `redis.key_file`), for servers with
+    /// `tls-auth-clients yes`.
+    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RedisTls {
+    fn certificates(&self) -> Option<redis::TlsCertificates> {
+        if self.ca_pem.is_none() && self.client_pem.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self.client_pem.clone().map(|(client_cert, client_key)| {
+                redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }
+            }),
+            root_cert: self.ca_pem.clone(),
+        })
+    }
+}
+
 /// One pool per topology, used as a connection factory: `connect` yields a `Connection` that hides
 /// which.
 enum Pool {
     Single(deadpool_redis::Pool),
     Cluster(cluster::Pool),
     Sentinel(sentinel::Pool),
+    /// Sentinels over TLS: deadpool cannot pass certificates to them or to the master, so the
+    /// redis crate's own client (which asks the sentinels, then checks the master's role) is the
+    /// factory.
+    SentinelTls(Box<tokio::sync::Mutex<redis::sentinel::SentinelClient>>),
 }
 
 /// A multiplexed connection: cheap to clone, and concurrent commands on it are pipelined, so every
@@ -71,6 +106,14 @@ impl Pool {
             Pool::Sentinel(pool) => Connection::Sentinel(sentinel::Connection::take(
                 pool.get().await.map_err(|e| e.to_string())?,
             )),
+            Pool::SentinelTls(client) => Connection::Sentinel(
+                client
+                    .lock()
+                    .await
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
         })
     }
 }
@@ -146,6 +189,8 @@ pub struct RedisStore {
     /// The shared connection; replaced after any error (a broken socket, or a demoted master
     /// answering READONLY after a Sentinel failover). std `Mutex`: never held across an `.await`.
     shared: std::sync::Mutex<Option<Connection>>,
+    /// Held while connecting, so that one connect serves every command waiting for it.
+    connecting: tokio::sync::Mutex<()>,
     key_prefix: String,
     command_timeout: Duration,
 }
@@ -176,10 +221,29 @@ impl RedisStore {
         )
     }
 
-    /// Builds the pool; connects lazily, so a Redis that is down at start is reported by the first
-    /// Check (and the readiness probe), not by a crash.
+    /// A store on `topology`, trusting the system's CAs for `rediss://`; see `with_tls`.
     pub fn with_topology(
         topology: &RedisTopology,
+        key_prefix: &str,
+        pool_size: usize,
+        command_timeout: Duration,
+    ) -> Result<Self, String> {
+        Self::with_tls(
+            topology,
+            &RedisTls::default(),
+            key_prefix,
+            pool_size,
+            command_timeout,
+        )
+    }
+
+    /// Builds the pool; connects lazily, so a Redis that is down at start is reported by the first
+    /// Check (and the readiness probe), not by a crash. `tls` applies to `rediss://` URLs: one
+    /// server, or the sentinels and then the master they name (TLS to the master exactly when the
+    /// sentinels' URLs are `rediss://`). Not to a Cluster (the configuration refuses that).
+    pub fn with_tls(
+        topology: &RedisTopology,
+        tls: &RedisTls,
         key_prefix: &str,
         pool_size: usize,
         command_timeout: Duration,
@@ -197,6 +261,43 @@ impl RedisStore {
             |error: &dyn std::fmt::Display| format!("invalid Redis configuration: {error}");
         let runtime = Some(Runtime::Tokio1);
         let pool = match topology {
+            RedisTopology::Single { url } if url.starts_with("rediss://") => {
+                let connection_info = match tls.certificates() {
+                    Some(certificates) => redis::Client::build_with_tls(url.as_str(), certificates)
+                        .map_err(|e| invalid(&e))?
+                        .get_connection_info()
+                        .clone(),
+                    None => redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                        .map_err(|e| invalid(&e))?,
+                };
+                let manager =
+                    deadpool_redis::Manager::new(connection_info).map_err(|e| invalid(&e))?;
+                Pool::Single(
+                    deadpool_redis::Pool::builder(manager)
+                        .config(pool_config)
+                        .runtime(Runtime::Tokio1)
+                        .build()
+                        .map_err(|e| invalid(&e))?,
+                )
+            }
+            RedisTopology::Sentinel {
+                urls,
+                master_name,
+                db,
+                username,
+                password,
+            } if urls.iter().any(|url| url.starts_with("rediss://")) => {
+                let client = sentinel_tls_client(
+                    urls,
+                    master_name,
+                    *db,
+                    username.as_deref(),
+                    password.as_deref(),
+                    tls,
+                )
+                .map_err(|e| invalid(&e))?;
+                Pool::SentinelTls(Box::new(tokio::sync::Mutex::new(client)))
+            }
             RedisTopology::Single { url } => {
                 let mut config = deadpool_redis::Config::from_url(url.as_str());
                 config.pool = Some(pool_config);
@@ -235,6 +336,7 @@ impl RedisStore {
         Ok(RedisStore {
             pool,
             shared: std::sync::Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
             key_prefix: key_prefix.to_owned(),
             command_timeout,
         })
@@ -251,11 +353,15 @@ impl RedisStore {
     }
 
     /// The shared connection, connecting first if there is none; says whether it was already
-    /// shared (and so may have gone stale). Two commands racing to connect may both connect; the
-    /// last one stays shared, the other is dropped after its command.
+    /// shared (and so may have gone stale). Commands that find none wait for one connect instead
+    /// of each making their own (a burst of TLS handshakes at start or after a failover).
     async fn connection(&self) -> Result<(Connection, bool), StoreError> {
         if let Some(connection) = self.slot().clone() {
             return Ok((connection, true));
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(connection) = self.slot().clone() {
+            return Ok((connection, false));
         }
         let connection = self.pool.connect().await.map_err(unavailable)?;
         *self.slot() = Some(connection.clone());
@@ -293,6 +399,64 @@ impl RedisStore {
             .await
             .map_err(|_| StoreError::Unavailable("Redis command timed out".into()))?
     }
+}
+
+/// A Sentinel client that speaks TLS to the sentinels and to the master, with `tls`'s
+/// certificates for both. The sentinels share one login (the first URL's): the redis crate's
+/// builder takes one; the configuration refuses URLs with different ones.
+fn sentinel_tls_client(
+    urls: &[String],
+    master_name: &str,
+    db: i64,
+    username: Option<&str>,
+    password: Option<&str>,
+    tls: &RedisTls,
+) -> Result<redis::sentinel::SentinelClient, String> {
+    let sentinels = urls
+        .iter()
+        .map(|url| redis::IntoConnectionInfo::into_connection_info(url.as_str()))
+        .collect::<redis::RedisResult<Vec<_>>>()
+        .map_err(|e| e.to_string())?;
+    if urls.iter().any(|url| !url.starts_with("rediss://")) {
+        return Err("the sentinels' URLs are all rediss:// or all redis://".into());
+    }
+    let login = |info: &redis::ConnectionInfo| {
+        let settings = info.redis_settings();
+        (
+            settings.username().map(str::to_owned),
+            settings.password().map(str::to_owned),
+        )
+    };
+    let sentinel_login = sentinels.first().map(login).unwrap_or_default();
+    if sentinels.iter().any(|info| login(info) != sentinel_login) {
+        return Err("the sentinels' URLs must all carry the same user and password".into());
+    }
+    let mut builder = redis::sentinel::SentinelClientBuilder::new(
+        sentinels.iter().map(|info| info.addr().clone()),
+        master_name,
+        redis::sentinel::SentinelServerType::Master,
+    )
+    .map_err(|e| e.to_string())?
+    .set_client_to_redis_db(db)
+    .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+    if let Some(certificates) = tls.certificates() {
+        builder = builder
+            .set_client_to_sentinel_certificates(certificates.clone())
+            .set_client_to_redis_certificates(certificates);
+    }
+    if let Some(sentinel_username) = &sentinel_login.0 {
+        builder = builder.set_client_to_sentinel_username(sentinel_username);
+    }
+    if let Some(sentinel_password) = &sentinel_login.1 {
+        builder = builder.set_client_to_sentinel_password(sentinel_password);
+    }
+    if let Some(username) = username {
+        builder = builder.set_client_to_redis_username(username);
+    }
+    if let Some(password) = password {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 #[async_trait]
