@@ -1,7 +1,11 @@
 # syntax=docker/dockerfile:1
 # oidc-authz container image.
 #   docker build -t oidc-authz .
-#   docker run --rm -v $PWD/config.yaml:/etc/oidc-authz/config.yaml:ro -p 9191:9191 -p 9192:9192 oidc-authz
+#   docker run --rm -v $PWD/config.yaml:/etc/oidc-authz/config.yaml:ro -p 127.0.0.1:9192:9192 oidc-authz
+# NEVER publish the gRPC Check port (9191): an allowed Check's answer carries the user's access and
+# ID tokens, so anyone who reaches it with a session cookie can read them. Keep it on loopback or a
+# pod-local address next to Envoy, or use a Unix socket (`listen: unix:/run/oidc-authz/grpc.sock`
+# on a volume shared with Envoy only; see envoy/envoy-unix-socket.yaml).
 # Needs BuildKit (default in Docker >= 23) for the cache mounts.
 
 # ---- build -------------------------------------------------------------------------------------
@@ -23,7 +27,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/oidc-authz /usr/local/bin/oidc-authz
 USER nonroot:nonroot
-# 9191: gRPC ext_authz (envoy.service.auth.v3.Authorization/Check); 9192: admin (/healthz, /readyz)
-EXPOSE 9191 9192
+# 9192: admin (/healthz, /readyz, /metrics). 9191, gRPC ext_authz (Check), is deliberately not
+# EXPOSEd: it is for the Envoy next to it only (see the top of this file).
+EXPOSE 9192
 ENTRYPOINT ["/usr/local/bin/oidc-authz"]
 CMD ["--config", "/etc/oidc-authz/config.yaml"]

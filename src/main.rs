@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use oidc_authz::config;
-use oidc_authz::server::{self, App};
+use oidc_authz::server::{self, App, GrpcListener};
 use oidc_authz::telemetry;
 
 /// EX_USAGE / EX_CONFIG style exit codes.
@@ -106,7 +106,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let grpc = tokio::net::TcpListener::bind(config.listen).await;
+        let grpc = GrpcListener::bind(&config.listen).await;
         let admin = tokio::net::TcpListener::bind(config.admin_listen).await;
         let (grpc, admin) = match (grpc, admin) {
             (Ok(grpc), Ok(admin)) => (grpc, admin),

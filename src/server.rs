@@ -1,22 +1,24 @@
 //! Wiring: `App::build` turns a `Config` into the running parts (keys, store, IdP, flow);
 //! `run` serves gRPC Check and the admin endpoint on listeners the caller bound, until `shutdown`.
-//! Tests start the real server this way on port 0.
+//! Tests start the real server this way on port 0. The gRPC listener may be a Unix socket
+//! (`GrpcListener::bind`), so that only Envoy can ask for Checks whose answers carry tokens.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 
 use crate::authz::{AuthorizationServer, AuthzService};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, RedisMode, SessionStorage};
+use crate::config::{Config, ListenAddress, RedisMode, SessionStorage};
 use crate::crypto::KeyRing;
 use crate::flow::Flow;
 use crate::oidc::IdentityProvider;
 use crate::oidc::provider::{Provider, ProviderSettings};
 use crate::secret::Secret;
 use crate::session::memory::MemoryStore;
-use crate::session::redis::{RedisStore, RedisTopology};
+use crate::session::redis::{RedisStore, RedisTls, RedisTopology};
 use crate::session::{SessionStore, Sessions};
 
 /// The assembled service.
@@ -59,8 +61,18 @@ impl App {
                         password: password.as_ref().map(|p| p.expose().to_owned()),
                     },
                 };
-                Arc::new(RedisStore::with_topology(
+                let tls = RedisTls {
+                    ca_pem: redis.tls.ca_pem.clone().map(String::into_bytes),
+                    client_pem: redis
+                        .tls
+                        .client_cert_pem
+                        .clone()
+                        .zip(redis.tls.client_key_pem.as_ref())
+                        .map(|(cert, key)| (cert.into_bytes(), key.expose().as_bytes().to_vec())),
+                };
+                Arc::new(RedisStore::with_tls(
                     &topology,
+                    &tls,
                     &redis.key_prefix,
                     redis.pool_size,
                     redis.command_timeout,
@@ -88,9 +100,51 @@ impl App {
     }
 }
 
+/// Where gRPC Check is served: a TCP port, or a Unix socket whose file is removed when serving ends.
+pub enum GrpcListener {
+    Tcp(TcpListener),
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+    },
+}
+
+impl From<TcpListener> for GrpcListener {
+    fn from(listener: TcpListener) -> Self {
+        GrpcListener::Tcp(listener)
+    }
+}
+
+impl GrpcListener {
+    /// Binds `address`. A socket file left by a previous run is replaced; any other file at the
+    /// path is left alone (and binding fails).
+    pub async fn bind(address: &ListenAddress) -> std::io::Result<GrpcListener> {
+        match address {
+            ListenAddress::Tcp(address) => Ok(GrpcListener::Tcp(TcpListener::bind(address).await?)),
+            ListenAddress::Unix(path) => {
+                remove_stale_socket(path)?;
+                Ok(GrpcListener::Unix {
+                    listener: UnixListener::bind(path)?,
+                    path: path.clone(),
+                })
+            }
+        }
+    }
+}
+
+fn remove_stale_socket(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// Serves until `shutdown` completes, then drains.
 pub async fn run(
-    grpc_listener: TcpListener,
+    grpc_listener: impl Into<GrpcListener>,
     admin_listener: TcpListener,
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -108,14 +162,26 @@ pub async fn run(
         });
     let admin_task = tokio::spawn(async move { admin.await });
 
-    let grpc = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(AuthorizationServer::new(authz))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
+        .add_service(AuthorizationServer::new(authz));
+    let grpc = match grpc_listener.into() {
+        GrpcListener::Tcp(listener) => {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        GrpcListener::Unix { listener, path } => {
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            let served = router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await;
+            let _ = std::fs::remove_file(path);
+            served
+        }
+    };
     let _ = stop_admin.send(());
     let _ = admin_task.await;
     grpc.map_err(|error| format!("gRPC server failed: {error}"))

@@ -20,12 +20,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oidc_authz::session::memory::MemoryStore;
-use oidc_authz::session::redis::{RedisStore, RedisTopology};
+use oidc_authz::session::redis::{RedisStore, RedisTls, RedisTopology};
 use oidc_authz::session::store::{SessionStore, StoreError};
 use support::redis::{
-    REDIS_COMMAND_TIMEOUT, RedisServer, SENTINEL_ACL_PASSWORD, SENTINEL_ACL_USER,
-    SENTINEL_MASTER_NAME, SENTINEL_MASTER_PASSWORD, command, commands, free_port, shared_cluster,
-    shared_redis, shared_sentinel, shared_sentinel_with_password,
+    REDIS_COMMAND_TIMEOUT, RedisServer, ReplyDroppingProxy, SENTINEL_ACL_PASSWORD,
+    SENTINEL_ACL_USER, SENTINEL_MASTER_NAME, SENTINEL_MASTER_PASSWORD, TlsRedis, command, commands,
+    free_port, shared_cluster, shared_redis, shared_sentinel, shared_sentinel_with_password,
+    shared_tls_redis, shared_tls_sentinel,
 };
 
 /// TTLs for one store: `short` is what the expiry cases wait out, `long` never expires during a test.
@@ -488,6 +489,28 @@ macro_rules! conformance {
                 }
             )*
         }
+        mod tls {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    // `rediss://` to a server with the test's own CA (`redis.ca_file`).
+                    let server = super::shared_tls_redis();
+                    let store = server.store(concat!("conformance:", stringify!($case), ":"));
+                    super::suite::$case(store, super::REDIS_TIMING).await;
+                }
+            )*
+        }
+        mod sentinel_tls {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    // The sentinel and the master it names, both over TLS.
+                    let setup = super::shared_tls_sentinel();
+                    let store = setup.store(concat!("conformance:", stringify!($case), ":"));
+                    super::suite::$case(store, super::REDIS_TIMING).await;
+                }
+            )*
+        }
         mod sentinel_auth {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,6 +695,139 @@ async fn redis_restart_is_survived() {
     store.ping().await.expect("ping after restart");
     store.add_to_set("s", "m", ttl).await.unwrap();
     assert_eq!(store.take_set("s").await.unwrap(), ["m"]);
+}
+
+/// A take whose reply is lost (the connection breaks after Redis ran it) must not be sent again:
+/// the retry would find the value gone and answer "nothing there", so a back-channel logout would
+/// answer 200 having deleted no session. The caller gets an error instead (and the IdP retries).
+/// A read is still retried on a fresh connection, invisibly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_take_whose_reply_was_lost_is_an_error_not_a_retry() {
+    let server = shared_redis();
+    let proxy = ReplyDroppingProxy::start(server.port).await;
+    let store = RedisStore::new(&proxy.url(), "lost-reply:", 4, REDIS_COMMAND_TIMEOUT).unwrap();
+    let raw = server.store("lost-reply:");
+    let ttl = Duration::from_secs(60);
+
+    // The shared connection exists (and is reused) before each reply is lost.
+    store.put("value", b"v".to_vec(), ttl).await.unwrap();
+    proxy.drop_next_reply();
+    assert_eq!(
+        bounded("get", store.get("value"))
+            .await
+            .expect("a lost GET reply is retried"),
+        Some(b"v".to_vec())
+    );
+
+    proxy.drop_next_reply();
+    let taken = bounded("take", store.take("value")).await;
+    assert!(
+        matches!(taken, Err(StoreError::Unavailable(_))),
+        "take: {taken:?}"
+    );
+    assert_eq!(raw.get("value").await.unwrap(), None, "GETDEL ran once");
+
+    store.add_to_set("index", "session", ttl).await.unwrap();
+    proxy.drop_next_reply();
+    let members = bounded("take_set", store.take_set("index")).await;
+    assert!(
+        matches!(members, Err(StoreError::Unavailable(_))),
+        "take_set: {members:?}"
+    );
+    assert!(raw.take_set("index").await.unwrap().is_empty(), "ran once");
+
+    store.ping().await.expect("a fresh shared connection");
+    proxy.drop_next_reply();
+    let locked = bounded(
+        "put_if_absent",
+        store.put_if_absent("lock", b"me".to_vec(), ttl),
+    )
+    .await;
+    assert!(
+        matches!(locked, Err(StoreError::Unavailable(_))),
+        "put_if_absent: {locked:?}"
+    );
+    assert_eq!(
+        raw.get("lock").await.unwrap(),
+        Some(b"me".to_vec()),
+        "ran once"
+    );
+
+    // And the store goes on working on a fresh connection.
+    store.ping().await.expect("ping after the lost replies");
+}
+
+/// `rediss://` verifies the server: without the test's CA (`redis.ca_file`), or in plain text to
+/// the TLS port, every operation is `Unavailable`, quickly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_tls_verifies_the_server_certificate() {
+    let server = shared_tls_redis();
+    let timeout = Duration::from_millis(300);
+    let single = RedisTopology::Single { url: server.url() };
+    let untrusted = RedisStore::with_topology(&single, "tls-untrusted:", 4, timeout).unwrap();
+    every_operation_is_unavailable(&untrusted, timeout, "a CA the system does not trust").await;
+    let plain_url = format!("redis://127.0.0.1:{}/", server.tls_port);
+    let plain = RedisStore::new(&plain_url, "tls-plain:", 4, timeout).unwrap();
+    every_operation_is_unavailable(&plain, timeout, "plain text to the TLS port").await;
+
+    let sentinel = shared_tls_sentinel();
+    let topology = sentinel.setup.topology(0, None, None);
+    let untrusted = RedisStore::with_topology(&topology, "tls-untrusted:", 4, timeout).unwrap();
+    every_operation_is_unavailable(&untrusted, timeout, "sentinel: an untrusted CA").await;
+}
+
+/// The Sentinel TLS store writes to the master (read back over the master's plain test port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_tls_store_writes_to_the_master() {
+    let sentinel = shared_tls_sentinel();
+    let store = sentinel.store("tls-master:");
+    bounded(
+        "put",
+        store.put("k", b"v".to_vec(), Duration::from_secs(60)),
+    )
+    .await
+    .expect("put");
+    assert_eq!(
+        command(sentinel.setup.master.port, &["GET", "tls-master:k"]),
+        Some(vec!["v".to_owned()])
+    );
+}
+
+/// A server with `tls-auth-clients yes` lets in only a client with a certificate of its CA
+/// (`redis.cert_file`, `redis.key_file`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_tls_client_certificate_is_presented() {
+    let server = TlsRedis::start(true); // its own: it wants client certificates
+    let timeout = Duration::from_millis(300);
+    let single = RedisTopology::Single { url: server.url() };
+    let without = RedisStore::with_tls(&single, &server.ca_only(), "mtls:", 4, timeout).unwrap();
+    every_operation_is_unavailable(&without, timeout, "no client certificate").await;
+
+    let with_certificate = RedisTls {
+        ca_pem: Some(server.ca.pem("ca.crt")),
+        client_pem: Some((server.ca.pem("client.crt"), server.ca.pem("client.key"))),
+    };
+    let store = RedisStore::with_tls(
+        &single,
+        &with_certificate,
+        "mtls:",
+        4,
+        REDIS_COMMAND_TIMEOUT,
+    )
+    .unwrap();
+    bounded(
+        "put",
+        store.put("k", b"v".to_vec(), Duration::from_secs(60)),
+    )
+    .await
+    .expect("put with a client certificate");
+    assert_eq!(
+        bounded("get", store.get("k"))
+            .await
+            .expect("get")
+            .as_deref(),
+        Some(&b"v"[..])
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,6 +12,10 @@ use super::*;
 
 pub(super) fn parse_addr(reader: &mut Reader, key: &str, default: &str) -> SocketAddr {
     let text = reader.string_or(key, default);
+    socket_addr(reader, key, &text, default)
+}
+
+fn socket_addr(reader: &mut Reader, key: &str, text: &str, default: &str) -> SocketAddr {
     text.parse().unwrap_or_else(|_| {
         reader.error(
             key,
@@ -19,6 +23,32 @@ pub(super) fn parse_addr(reader: &mut Reader, key: &str, default: &str) -> Socke
         );
         default.parse().expect("default address parses")
     })
+}
+
+/// Longest Unix socket path the kernel takes (`sun_path` is 108 bytes with its final NUL).
+const MAX_UNIX_SOCKET_PATH: usize = 107;
+
+/// `host:port`, or `unix:/absolute/path` for a Unix socket.
+pub(super) fn listen_address(reader: &mut Reader, key: &str, default: &str) -> ListenAddress {
+    let text = reader.string_or(key, default);
+    let Some(path) = text.strip_prefix("unix:") else {
+        return ListenAddress::Tcp(socket_addr(reader, key, &text, default));
+    };
+    if !path.starts_with('/') || path.ends_with('/') {
+        reader.error(
+            key,
+            format!("`{text}` needs an absolute socket path, like unix:/run/oidc-authz/grpc.sock"),
+        );
+    } else if path.len() > MAX_UNIX_SOCKET_PATH {
+        reader.error(
+            key,
+            format!(
+                "the socket path is {} bytes; Unix sockets take at most {MAX_UNIX_SOCKET_PATH}",
+                path.len()
+            ),
+        );
+    }
+    ListenAddress::Unix(path.into())
 }
 
 pub(super) fn seconds(reader: &mut Reader, key: &str, default: u64) -> Duration {
@@ -67,7 +97,11 @@ pub(super) fn redis_mode(reader: &mut Reader, required: bool) -> Option<RedisMod
     let sentinel = reader.mapping("sentinel").map(|map| {
         let mut sentinel = Reader::new(Some(map), &reader.path("sentinel"), reader.errors);
         let urls = match sentinel.string_list("urls") {
-            Some(urls) => node_urls(&mut sentinel, "urls", urls, false),
+            Some(urls) => {
+                let urls = node_urls(&mut sentinel, "urls", urls, false);
+                sentinels_agree(&mut sentinel, "urls", &urls);
+                urls
+            }
             None => {
                 sentinel.error(
                     "urls",
@@ -141,6 +175,98 @@ pub(super) fn redis_mode(reader: &mut Reader, required: bool) -> Option<RedisMod
     })
     .or(cluster_urls.map(|urls| RedisMode::Cluster { urls }))
     .or(sentinel)
+}
+
+/// `redis.ca_file`, `redis.cert_file`, `redis.key_file`: PEM files for `rediss://` (one server, or
+/// the sentinels and their master). A Cluster's TLS trusts the system's CAs only.
+pub(super) fn redis_tls(reader: &mut Reader, mode: Option<&RedisMode>) -> RedisTlsFiles {
+    let ca_pem = pem_file(reader, "ca_file", "-----BEGIN CERTIFICATE-----");
+    let client_cert_pem = pem_file(reader, "cert_file", "-----BEGIN CERTIFICATE-----");
+    let client_key_pem = pem_file(reader, "key_file", "PRIVATE KEY-----").map(Secret::new);
+    match (&client_cert_pem, &client_key_pem) {
+        (Some(_), None) if reader.value("key_file").is_none() => reader.error(
+            "cert_file",
+            "needs redis.key_file (the certificate's private key)",
+        ),
+        (None, Some(_)) if reader.value("cert_file").is_none() => {
+            reader.error("key_file", "needs redis.cert_file (the client certificate)")
+        }
+        _ => {}
+    }
+    let given: Vec<&str> = ["ca_file", "cert_file", "key_file"]
+        .into_iter()
+        .filter(|key| reader.value(key).is_some())
+        .collect();
+    if let (Some(first), Some(mode)) = (given.first(), mode) {
+        let problem = match mode {
+            RedisMode::Cluster { .. } => Some(
+                "is not supported with redis.cluster_urls (a Cluster over rediss:// trusts the system's CAs)",
+            ),
+            RedisMode::Single { url } if !url.expose().starts_with("rediss://") => {
+                Some("is only used with a rediss:// redis.url")
+            }
+            RedisMode::Sentinel { urls, .. }
+                if !urls.iter().all(|url| url.expose().starts_with("rediss://")) =>
+            {
+                Some("is only used with rediss:// redis.sentinel.urls")
+            }
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            reader.error(first, problem);
+        }
+    }
+    RedisTlsFiles {
+        ca_pem,
+        client_cert_pem,
+        client_key_pem,
+    }
+}
+
+/// The text of the PEM file named at `key`, which must contain `marker`. Never echoes contents.
+fn pem_file(reader: &mut Reader, key: &str, marker: &str) -> Option<String> {
+    let path = reader.string(key)?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.contains(marker) => Some(text),
+        Ok(_) => {
+            reader.error(
+                key,
+                format!("{path} holds no PEM `{}`", marker.trim_matches('-')),
+            );
+            None
+        }
+        Err(error) => {
+            reader.error(key, format!("cannot read {path}: {error}"));
+            None
+        }
+    }
+}
+
+/// The sentinels over TLS share one scheme and one login (the redis crate's TLS Sentinel client
+/// takes one set of sentinel credentials).
+fn sentinels_agree(reader: &mut Reader, key: &str, urls: &[Secret]) {
+    let parsed: Vec<Url> = urls
+        .iter()
+        .filter_map(|url| Url::parse(url.expose()).ok())
+        .collect();
+    let Some(first) = parsed.first() else {
+        return;
+    };
+    for (index, url) in parsed.iter().enumerate().skip(1) {
+        if url.scheme() != first.scheme() {
+            reader.error(
+                &format!("{key}[{index}]"),
+                "mixes redis:// and rediss://: the sentinels are all one or the other",
+            );
+        } else if url.scheme() == "rediss"
+            && (url.username() != first.username() || url.password() != first.password())
+        {
+            reader.error(
+                &format!("{key}[{index}]"),
+                "must carry the same user and password as the first sentinel's URL (over TLS the sentinels share one login)",
+            );
+        }
+    }
 }
 
 /// The nodes of a cluster or the sentinels: at least one `redis://host:port` (or `rediss://`). A

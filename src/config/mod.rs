@@ -3,6 +3,8 @@
 //! configuration is reported whole, one line per problem with its key path, before any port is bound.
 
 mod fields;
+#[cfg(test)]
+mod listen_tests;
 mod load;
 mod reader;
 #[cfg(test)]
@@ -12,6 +14,7 @@ mod tests;
 mod validate;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
@@ -89,9 +92,38 @@ pub enum RedisMode {
     },
 }
 
+/// Where the gRPC Check service listens: a TCP address, or a Unix socket (`unix:/path`) that only
+/// processes allowed to write to the socket file can reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddress::Tcp(address) => write!(f, "{address}"),
+            ListenAddress::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// PEM read from `redis.ca_file`, `redis.cert_file` and `redis.key_file`, for `rediss://`.
+#[derive(Debug, Clone, Default)]
+pub struct RedisTlsFiles {
+    /// CAs that sign the servers' certificates, instead of the system's.
+    pub ca_pem: Option<String>,
+    /// A client certificate and its key (both or neither), for `tls-auth-clients yes`.
+    pub client_cert_pem: Option<String>,
+    pub client_key_pem: Option<Secret>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     pub mode: RedisMode,
+    /// Boxed: most configurations have none, and `SessionStorage` stays small.
+    pub tls: Box<RedisTlsFiles>,
     pub key_prefix: String,
     pub pool_size: usize,
     pub command_timeout: Duration,
@@ -119,7 +151,7 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
+    pub listen: ListenAddress,
     pub admin_listen: SocketAddr,
     pub log_format: LogFormat,
     pub log_level: String,

@@ -32,7 +32,7 @@ const RESERVED_AUTHORIZATION_PARAMS: &[&str] = &[
 pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     let mut reader = Reader::new(Some(root), "", errors);
 
-    let listen = parse_addr(&mut reader, "listen", "127.0.0.1:9191");
+    let listen = listen_address(&mut reader, "listen", "127.0.0.1:9191");
     let admin_listen = parse_addr(&mut reader, "admin_listen", "127.0.0.1:9192");
     let log_format = reader.choice_or(
         "log_format",
@@ -173,6 +173,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     let session_storage = {
         let mut redis_reader = Reader::new(redis_map, "redis", reader.errors);
         let mode = redis_mode(&mut redis_reader, storage_kind);
+        let tls = redis_tls(&mut redis_reader, mode.as_ref());
         let key_prefix = redis_reader.string_or("key_prefix", "oidc-authz:");
         let pool_size = redis_reader.u64_or("pool_size", 16).max(1) as usize;
         let command_timeout =
@@ -181,6 +182,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         match (storage_kind, mode) {
             (true, Some(mode)) => SessionStorage::Redis(RedisConfig {
                 mode,
+                tls: Box::new(tls),
                 key_prefix,
                 pool_size,
                 command_timeout,

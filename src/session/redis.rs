@@ -2,7 +2,9 @@
 //! through Redis Sentinel (`RedisTopology`). Every command goes over one shared multiplexed
 //! connection (one round trip each, concurrent commands pipelined), replaced after an error; every
 //! command has a timeout so a hung Redis turns into an error (fail closed), not a hung Check. Single-use values
-//! are taken with `GETDEL` (Redis 6.2+), locks use `SET NX PX`.
+//! are taken with `GETDEL` (Redis 6.2+), locks use `SET NX PX`. A command that failed on a broken
+//! connection is sent once more on a fresh one only if it is idempotent (`Replay`): takes and locks
+//! never are, since their lost reply cannot be told from a lost request.
 //!
 //! Cluster: every command and every `MULTI` pipeline here touches exactly one key, hence one hash
 //! slot, so each runs on the one node owning it (redirections are followed by the client); `PING`
@@ -11,6 +13,9 @@
 //! connection that saw an error is dropped rather than pooled, so after a failover the pool does not
 //! keep talking to a demoted master. The master's own credentials (`requirepass` or an ACL user)
 //! are separate from the sentinels' (in their URLs).
+//! TLS (`rediss://`, rustls): `RedisTls` adds a CA and a client certificate to one server, or to
+//! the sentinels and the master they name (TLS to the master exactly when the sentinels' URLs are
+//! `rediss://`).
 
 use std::time::Duration;
 
@@ -38,12 +43,44 @@ pub enum RedisTopology {
     },
 }
 
+/// Certificates for `rediss://` beyond the system's trust store (PEM). Deliberately no `Debug`:
+/// it holds a private key.
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// CA certificates that sign the servers' certificates (`redis.ca_file`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// A client certificate and its key (`redis.cert_file`, `redis.key_file`), for servers with
+    /// `tls-auth-clients yes`.
+    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RedisTls {
+    fn certificates(&self) -> Option<redis::TlsCertificates> {
+        if self.ca_pem.is_none() && self.client_pem.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self.client_pem.clone().map(|(client_cert, client_key)| {
+                redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }
+            }),
+            root_cert: self.ca_pem.clone(),
+        })
+    }
+}
+
 /// One pool per topology, used as a connection factory: `connect` yields a `Connection` that hides
 /// which.
 enum Pool {
     Single(deadpool_redis::Pool),
     Cluster(cluster::Pool),
     Sentinel(sentinel::Pool),
+    /// Sentinels over TLS: deadpool cannot pass certificates to them or to the master, so the
+    /// redis crate's own client (which asks the sentinels, then checks the master's role) is the
+    /// factory.
+    SentinelTls(Box<tokio::sync::Mutex<redis::sentinel::SentinelClient>>),
 }
 
 /// A multiplexed connection: cheap to clone, and concurrent commands on it are pipelined, so every
@@ -69,6 +106,14 @@ impl Pool {
             Pool::Sentinel(pool) => Connection::Sentinel(sentinel::Connection::take(
                 pool.get().await.map_err(|e| e.to_string())?,
             )),
+            Pool::SentinelTls(client) => Connection::Sentinel(
+                client
+                    .lock()
+                    .await
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
         })
     }
 }
@@ -113,6 +158,20 @@ enum Request {
     Pipeline(redis::Pipeline),
 }
 
+/// Whether a request may be sent again after its connection broke. A broken connection cannot say
+/// whether the request reached Redis: only its reply may have been lost.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Sending it twice does what sending it once does, and the second reply is as true as the
+    /// first: `GET`, `SET`, `DEL`, `SREM`, `SADD`+`PEXPIRE NX|GT`, `PING`.
+    Safe,
+    /// The first send may have done the work, and a second would report that work as someone
+    /// else's: a retried `GETDEL` or `SMEMBERS`+`DEL` finds nothing (a back-channel logout would
+    /// answer 200 having deleted nothing), a retried `SET NX` finds its own value and says "taken".
+    /// The error goes to the caller instead (fail closed; the IdP or browser retries).
+    Never,
+}
+
 impl Request {
     async fn send<T: redis::FromRedisValue>(
         &self,
@@ -130,6 +189,8 @@ pub struct RedisStore {
     /// The shared connection; replaced after any error (a broken socket, or a demoted master
     /// answering READONLY after a Sentinel failover). std `Mutex`: never held across an `.await`.
     shared: std::sync::Mutex<Option<Connection>>,
+    /// Held while connecting, so that one connect serves every command waiting for it.
+    connecting: tokio::sync::Mutex<()>,
     key_prefix: String,
     command_timeout: Duration,
 }
@@ -160,10 +221,29 @@ impl RedisStore {
         )
     }
 
-    /// Builds the pool; connects lazily, so a Redis that is down at start is reported by the first
-    /// Check (and the readiness probe), not by a crash.
+    /// A store on `topology`, trusting the system's CAs for `rediss://`; see `with_tls`.
     pub fn with_topology(
         topology: &RedisTopology,
+        key_prefix: &str,
+        pool_size: usize,
+        command_timeout: Duration,
+    ) -> Result<Self, String> {
+        Self::with_tls(
+            topology,
+            &RedisTls::default(),
+            key_prefix,
+            pool_size,
+            command_timeout,
+        )
+    }
+
+    /// Builds the pool; connects lazily, so a Redis that is down at start is reported by the first
+    /// Check (and the readiness probe), not by a crash. `tls` applies to `rediss://` URLs: one
+    /// server, or the sentinels and then the master they name (TLS to the master exactly when the
+    /// sentinels' URLs are `rediss://`). Not to a Cluster (the configuration refuses that).
+    pub fn with_tls(
+        topology: &RedisTopology,
+        tls: &RedisTls,
         key_prefix: &str,
         pool_size: usize,
         command_timeout: Duration,
@@ -181,6 +261,43 @@ impl RedisStore {
             |error: &dyn std::fmt::Display| format!("invalid Redis configuration: {error}");
         let runtime = Some(Runtime::Tokio1);
         let pool = match topology {
+            RedisTopology::Single { url } if url.starts_with("rediss://") => {
+                let connection_info = match tls.certificates() {
+                    Some(certificates) => redis::Client::build_with_tls(url.as_str(), certificates)
+                        .map_err(|e| invalid(&e))?
+                        .get_connection_info()
+                        .clone(),
+                    None => redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                        .map_err(|e| invalid(&e))?,
+                };
+                let manager =
+                    deadpool_redis::Manager::new(connection_info).map_err(|e| invalid(&e))?;
+                Pool::Single(
+                    deadpool_redis::Pool::builder(manager)
+                        .config(pool_config)
+                        .runtime(Runtime::Tokio1)
+                        .build()
+                        .map_err(|e| invalid(&e))?,
+                )
+            }
+            RedisTopology::Sentinel {
+                urls,
+                master_name,
+                db,
+                username,
+                password,
+            } if urls.iter().any(|url| url.starts_with("rediss://")) => {
+                let client = sentinel_tls_client(
+                    urls,
+                    master_name,
+                    *db,
+                    username.as_deref(),
+                    password.as_deref(),
+                    tls,
+                )
+                .map_err(|e| invalid(&e))?;
+                Pool::SentinelTls(Box::new(tokio::sync::Mutex::new(client)))
+            }
             RedisTopology::Single { url } => {
                 let mut config = deadpool_redis::Config::from_url(url.as_str());
                 config.pool = Some(pool_config);
@@ -219,6 +336,7 @@ impl RedisStore {
         Ok(RedisStore {
             pool,
             shared: std::sync::Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
             key_prefix: key_prefix.to_owned(),
             command_timeout,
         })
@@ -235,18 +353,26 @@ impl RedisStore {
     }
 
     /// The shared connection, connecting first if there is none; says whether it was already
-    /// shared (and so may have gone stale). Two commands racing to connect may both connect; the
-    /// last one stays shared, the other is dropped after its command.
+    /// shared (and so may have gone stale). Commands that find none wait for one connect instead
+    /// of each making their own (a burst of TLS handshakes at start or after a failover).
     async fn connection(&self) -> Result<(Connection, bool), StoreError> {
         if let Some(connection) = self.slot().clone() {
             return Ok((connection, true));
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(connection) = self.slot().clone() {
+            return Ok((connection, false));
         }
         let connection = self.pool.connect().await.map_err(unavailable)?;
         *self.slot() = Some(connection.clone());
         Ok((connection, false))
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, request: &Request) -> Result<T, StoreError> {
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        request: &Request,
+        replay: Replay,
+    ) -> Result<T, StoreError> {
         let attempt = async {
             let (mut connection, reused) = self.connection().await?;
             match request.send(&mut connection).await {
@@ -255,10 +381,10 @@ impl RedisStore {
                     // Broken, or a demoted master answering READONLY: connect anew.
                     self.slot().take();
                     // A shared connection found dead (Redis restarted while we were idle) gets
-                    // one more try on a fresh one, so a restart does not fail a request. Safe for
-                    // every command here: a retried GETDEL or SET NX can only find the work done.
+                    // one more try on a fresh one, so a restart does not fail a request; but only
+                    // for a request that may be replayed (see `Replay`).
                     let stale = error.is_connection_dropped() || error.is_io_error();
-                    if !(reused && stale) {
+                    if !(reused && stale && replay == Replay::Safe) {
                         return Err(unavailable(error));
                     }
                     let (mut fresh, _) = self.connection().await?;
@@ -275,12 +401,70 @@ impl RedisStore {
     }
 }
 
+/// A Sentinel client that speaks TLS to the sentinels and to the master, with `tls`'s
+/// certificates for both. The sentinels share one login (the first URL's): the redis crate's
+/// builder takes one; the configuration refuses URLs with different ones.
+fn sentinel_tls_client(
+    urls: &[String],
+    master_name: &str,
+    db: i64,
+    username: Option<&str>,
+    password: Option<&str>,
+    tls: &RedisTls,
+) -> Result<redis::sentinel::SentinelClient, String> {
+    let sentinels = urls
+        .iter()
+        .map(|url| redis::IntoConnectionInfo::into_connection_info(url.as_str()))
+        .collect::<redis::RedisResult<Vec<_>>>()
+        .map_err(|e| e.to_string())?;
+    if urls.iter().any(|url| !url.starts_with("rediss://")) {
+        return Err("the sentinels' URLs are all rediss:// or all redis://".into());
+    }
+    let login = |info: &redis::ConnectionInfo| {
+        let settings = info.redis_settings();
+        (
+            settings.username().map(str::to_owned),
+            settings.password().map(str::to_owned),
+        )
+    };
+    let sentinel_login = sentinels.first().map(login).unwrap_or_default();
+    if sentinels.iter().any(|info| login(info) != sentinel_login) {
+        return Err("the sentinels' URLs must all carry the same user and password".into());
+    }
+    let mut builder = redis::sentinel::SentinelClientBuilder::new(
+        sentinels.iter().map(|info| info.addr().clone()),
+        master_name,
+        redis::sentinel::SentinelServerType::Master,
+    )
+    .map_err(|e| e.to_string())?
+    .set_client_to_redis_db(db)
+    .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+    if let Some(certificates) = tls.certificates() {
+        builder = builder
+            .set_client_to_sentinel_certificates(certificates.clone())
+            .set_client_to_redis_certificates(certificates);
+    }
+    if let Some(sentinel_username) = &sentinel_login.0 {
+        builder = builder.set_client_to_sentinel_username(sentinel_username);
+    }
+    if let Some(sentinel_password) = &sentinel_login.1 {
+        builder = builder.set_client_to_sentinel_password(sentinel_password);
+    }
+    if let Some(username) = username {
+        builder = builder.set_client_to_redis_username(username);
+    }
+    if let Some(password) = password {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
         let mut set = redis::cmd("SET");
         set.arg(self.key(key)).arg(value).arg("PX").arg(millis(ttl));
-        self.run::<()>(&Request::Command(set)).await
+        self.run::<()>(&Request::Command(set), Replay::Safe).await
     }
 
     async fn put_if_absent(
@@ -295,26 +479,26 @@ impl SessionStore for RedisStore {
             .arg("NX")
             .arg("PX")
             .arg(millis(ttl));
-        let reply: Option<String> = self.run(&Request::Command(set)).await?;
+        let reply: Option<String> = self.run(&Request::Command(set), Replay::Never).await?;
         Ok(reply.is_some())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut get = redis::cmd("GET");
         get.arg(self.key(key));
-        self.run(&Request::Command(get)).await
+        self.run(&Request::Command(get), Replay::Safe).await
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut get_del = redis::cmd("GETDEL");
         get_del.arg(self.key(key));
-        self.run(&Request::Command(get_del)).await
+        self.run(&Request::Command(get_del), Replay::Never).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let mut del = redis::cmd("DEL");
         del.arg(self.key(key));
-        self.run::<()>(&Request::Command(del)).await
+        self.run::<()>(&Request::Command(del), Replay::Safe).await
     }
 
     async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -335,24 +519,25 @@ impl SessionStore for RedisStore {
             .arg(millis(ttl))
             .arg("GT")
             .ignore();
-        self.run::<()>(&Request::Pipeline(pipe)).await
+        self.run::<()>(&Request::Pipeline(pipe), Replay::Safe).await
     }
 
     async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError> {
         let mut srem = redis::cmd("SREM");
         srem.arg(self.key(key)).arg(member);
-        self.run::<()>(&Request::Command(srem)).await
+        self.run::<()>(&Request::Command(srem), Replay::Safe).await
     }
 
     async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
         let key = self.key(key);
         let mut pipe = redis::pipe();
         pipe.atomic().smembers(&key).del(&key).ignore();
-        let (members,): (Vec<String>,) = self.run(&Request::Pipeline(pipe)).await?;
+        let (members,): (Vec<String>,) = self.run(&Request::Pipeline(pipe), Replay::Never).await?;
         Ok(members)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run::<()>(&Request::Command(redis::cmd("PING"))).await
+        self.run::<()>(&Request::Command(redis::cmd("PING")), Replay::Safe)
+            .await
     }
 }

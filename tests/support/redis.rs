@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use oidc_authz::session::redis::{RedisStore, RedisTopology};
+use oidc_authz::session::redis::{RedisStore, RedisTls, RedisTopology};
 use oidc_authz::session::store::SessionStore;
 
 /// How long a starting redis-server may take to answer PING.
@@ -102,6 +102,28 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A server that also speaks TLS (certificates of `ca`) on `tls_port`; with `auth_clients`
+    /// it wants a client certificate signed by `ca`. Its plain `port` is for the test's checks.
+    pub fn start_tls_on(ca: &Arc<TestCa>, tls_port: u16, auth_clients: bool) -> RedisServer {
+        let ca = Arc::clone(ca);
+        Self::start_with(
+            "redis-tls",
+            Box::new(move |_, dir| {
+                let config = dir.join("tls.conf");
+                std::fs::create_dir_all(dir).expect("tls dir");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "tls-port {tls_port}\n{}",
+                        ca.redis_config_lines(auth_clients)
+                    ),
+                )
+                .expect("write tls.conf");
+                vec![config.display().to_string()]
+            }),
+        )
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -406,6 +428,8 @@ pub struct RedisSentinel {
     pub sentinel: RedisServer,
     pub master: RedisServer,
     pub master_password: Option<String>,
+    /// With TLS: the sentinel's TLS port (`sentinel.port` stays plain, for the test's checks).
+    pub sentinel_tls_port: Option<u16>,
 }
 
 impl RedisSentinel {
@@ -418,10 +442,23 @@ impl RedisSentinel {
         Self::start_with(Some(SENTINEL_MASTER_PASSWORD))
     }
 
+    /// Sentinel and master over TLS (certificates of `ca`), each also on a plain port for the
+    /// test's own checks; the sentinel reaches the master over TLS and names its TLS port.
+    pub fn start_tls(ca: &Arc<TestCa>) -> RedisSentinel {
+        Self::start_with_tls(None, Some(ca))
+    }
+
     fn start_with(master_password: Option<&str>) -> RedisSentinel {
-        let master = match master_password {
-            None => RedisServer::start(),
-            Some(password) => {
+        Self::start_with_tls(master_password, None)
+    }
+
+    fn start_with_tls(master_password: Option<&str>, ca: Option<&Arc<TestCa>>) -> RedisSentinel {
+        let master_tls_port = ca.map(|_| free_port());
+        let master = match (master_password, ca) {
+            (None, None) => RedisServer::start(),
+            (None, Some(ca)) => RedisServer::start_tls_on(ca, master_tls_port.unwrap(), false),
+            (Some(_), Some(_)) => unimplemented!("a TLS master with a password"),
+            (Some(password), None) => {
                 let password = password.to_owned();
                 RedisServer::start_with(
                     "redis-master-auth",
@@ -441,7 +478,17 @@ impl RedisSentinel {
                 )
             }
         };
-        let master_port = master.port;
+        let master_port = master_tls_port.unwrap_or(master.port);
+        let sentinel_tls_port = ca.map(|_| free_port());
+        let tls_lines = ca
+            .map(|ca| {
+                format!(
+                    "tls-port {}\n{}tls-replication yes\n",
+                    sentinel_tls_port.unwrap(),
+                    ca.redis_config_lines(false)
+                )
+            })
+            .unwrap_or_default();
         let auth_pass = master_password
             .map(|password| format!("sentinel auth-pass {SENTINEL_MASTER_NAME} {password}\n"))
             .unwrap_or_default();
@@ -457,7 +504,7 @@ impl RedisSentinel {
                         "port {port}\nbind 127.0.0.1\n\
                          sentinel monitor {SENTINEL_MASTER_NAME} 127.0.0.1 {master_port} 1\n\
                          sentinel down-after-milliseconds {SENTINEL_MASTER_NAME} 5000\n\
-                         {auth_pass}"
+                         {auth_pass}{tls_lines}"
                     ),
                 )
                 .expect("write sentinel.conf");
@@ -491,11 +538,16 @@ impl RedisSentinel {
             sentinel,
             master,
             master_password: master_password.map(str::to_owned),
+            sentinel_tls_port,
         }
     }
 
+    /// The sentinel's URL: `rediss://` to its TLS port when it has one.
     pub fn urls(&self) -> Vec<String> {
-        vec![format!("redis://127.0.0.1:{}", self.sentinel.port)]
+        match self.sentinel_tls_port {
+            Some(port) => vec![format!("rediss://127.0.0.1:{port}")],
+            None => vec![format!("redis://127.0.0.1:{}", self.sentinel.port)],
+        }
     }
 
     /// This setup's master, in `db`, logged in as `username`/`password` (or not at all).
@@ -548,4 +600,312 @@ pub fn shared_sentinel() -> Arc<RedisSentinel> {
 pub fn shared_sentinel_with_password() -> Arc<RedisSentinel> {
     static SHARED: Mutex<Weak<RedisSentinel>> = Mutex::new(Weak::new());
     shared(&SHARED, RedisSentinel::start_with_password)
+}
+
+/// A TCP proxy on a loopback port in front of a Redis that can be told to lose the next reply:
+/// the command reaches Redis and runs, and the proxy then closes the client's connection instead
+/// of passing the reply on (as a network or a Redis failover can). Its tasks end on drop.
+pub struct ReplyDroppingProxy {
+    pub port: u16,
+    drop_next_reply: Arc<std::sync::atomic::AtomicBool>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl ReplyDroppingProxy {
+    pub async fn start(upstream_port: u16) -> ReplyDroppingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        let drop_next_reply = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let armed = Arc::clone(&drop_next_reply);
+        let accepting = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(Self::relay(client, upstream_port, Arc::clone(&armed)));
+            }
+        });
+        ReplyDroppingProxy {
+            port,
+            drop_next_reply,
+            accepting,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The next reply from Redis, on any connection, is lost and its connection closed.
+    pub fn drop_next_reply(&self) {
+        self.drop_next_reply.store(true, Ordering::SeqCst);
+    }
+
+    /// Copies requests to Redis and replies back until either side closes, or until a reply is
+    /// to be lost: then both connections are closed with the reply unsent.
+    async fn relay(
+        client: tokio::net::TcpStream,
+        upstream_port: u16,
+        armed: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(upstream) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
+        else {
+            return;
+        };
+        let (mut client_read, mut client_write) = client.into_split();
+        let (mut upstream_read, mut upstream_write) = upstream.into_split();
+        let requests = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut client_read, &mut upstream_write).await;
+        });
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match upstream_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) if armed.swap(false, Ordering::SeqCst) => break,
+                Ok(read) => {
+                    if client_write.write_all(&buffer[..read]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Both halves of both sockets dropped: the client sees its connection closed.
+        requests.abort();
+    }
+}
+
+impl Drop for ReplyDroppingProxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+/// A CA made for the test (openssl CLI) with a server certificate for 127.0.0.1/localhost and a
+/// client certificate, all PEM files in a temp dir removed on drop.
+pub struct TestCa {
+    pub dir: PathBuf,
+}
+
+impl TestCa {
+    pub fn create() -> TestCa {
+        let dir = temp_dir("tls-ca");
+        std::fs::create_dir_all(&dir).expect("ca dir");
+        let ca = TestCa { dir };
+        let extensions = ca.dir.join("server.ext");
+        std::fs::write(
+            &extensions,
+            "subjectAltName = IP:127.0.0.1, DNS:localhost\nextendedKeyUsage = serverAuth, clientAuth\n",
+        )
+        .expect("write server.ext");
+        let client_extensions = ca.dir.join("client.ext");
+        std::fs::write(&client_extensions, "extendedKeyUsage = clientAuth\n")
+            .expect("write client.ext");
+        let path = |name: &str| ca.path(name).display().to_string();
+        let steps: Vec<Vec<String>> = vec![
+            vec![
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=oidc-authz test CA",
+                "-keyout",
+                &path("ca.key"),
+                "-out",
+                &path("ca.crt"),
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+            vec![
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                &path("server.key"),
+                "-out",
+                &path("server.csr"),
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                &path("server.csr"),
+                "-CA",
+                &path("ca.crt"),
+                "-CAkey",
+                &path("ca.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &extensions.display().to_string(),
+                "-out",
+                &path("server.crt"),
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+            vec![
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=oidc-authz",
+                "-keyout",
+                &path("client.key"),
+                "-out",
+                &path("client.csr"),
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                &path("client.csr"),
+                "-CA",
+                &path("ca.crt"),
+                "-CAkey",
+                &path("ca.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &client_extensions.display().to_string(),
+                "-out",
+                &path("client.crt"),
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        ];
+        for (index, args) in steps.iter().enumerate() {
+            let log = ca.dir.join(format!("openssl-{index}.log"));
+            if let Err(error) = run_bounded("openssl", args, &log, Duration::from_secs(30)) {
+                panic!("openssl step {index} failed: {error}");
+            }
+        }
+        ca
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn pem(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).expect("read a PEM file")
+    }
+
+    /// `redis.conf` lines that serve the server certificate and trust this CA.
+    fn redis_config_lines(&self, auth_clients: bool) -> String {
+        format!(
+            "tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients {}\n",
+            self.path("server.crt").display(),
+            self.path("server.key").display(),
+            self.path("ca.crt").display(),
+            if auth_clients { "yes" } else { "no" }
+        )
+    }
+}
+
+impl Drop for TestCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A single `redis-server` over TLS with its own CA (see `TestCa`), for `rediss://` cases.
+pub struct TlsRedis {
+    pub server: RedisServer,
+    pub tls_port: u16,
+    pub ca: Arc<TestCa>,
+}
+
+impl TlsRedis {
+    pub fn start(auth_clients: bool) -> TlsRedis {
+        let ca = Arc::new(TestCa::create());
+        let tls_port = free_port();
+        let server = RedisServer::start_tls_on(&ca, tls_port, auth_clients);
+        TlsRedis {
+            server,
+            tls_port,
+            ca,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/", self.tls_port)
+    }
+
+    /// `redis.ca_file`'s worth: trust this test's CA.
+    pub fn ca_only(&self) -> RedisTls {
+        RedisTls {
+            ca_pem: Some(self.ca.pem("ca.crt")),
+            client_pem: None,
+        }
+    }
+
+    pub fn store(&self, key_prefix: &str) -> Arc<dyn SessionStore> {
+        let topology = RedisTopology::Single { url: self.url() };
+        Arc::new(
+            RedisStore::with_tls(
+                &topology,
+                &self.ca_only(),
+                key_prefix,
+                8,
+                REDIS_COMMAND_TIMEOUT,
+            )
+            .expect("tls pool"),
+        )
+    }
+}
+
+/// A Sentinel and its master, both over TLS with their own CA.
+pub struct TlsSentinel {
+    pub setup: RedisSentinel,
+    pub ca: Arc<TestCa>,
+}
+
+impl TlsSentinel {
+    pub fn start() -> TlsSentinel {
+        let ca = Arc::new(TestCa::create());
+        TlsSentinel {
+            setup: RedisSentinel::start_tls(&ca),
+            ca,
+        }
+    }
+
+    pub fn store(&self, key_prefix: &str) -> Arc<dyn SessionStore> {
+        let topology = self.setup.topology(0, None, None);
+        let tls = RedisTls {
+            ca_pem: Some(self.ca.pem("ca.crt")),
+            client_pem: None,
+        };
+        Arc::new(
+            RedisStore::with_tls(&topology, &tls, key_prefix, 8, REDIS_COMMAND_TIMEOUT)
+                .expect("tls sentinel pool"),
+        )
+    }
+}
+
+pub fn shared_tls_redis() -> Arc<TlsRedis> {
+    static SHARED: Mutex<Weak<TlsRedis>> = Mutex::new(Weak::new());
+    shared(&SHARED, || TlsRedis::start(false))
+}
+
+pub fn shared_tls_sentinel() -> Arc<TlsSentinel> {
+    static SHARED: Mutex<Weak<TlsSentinel>> = Mutex::new(Weak::new());
+    shared(&SHARED, TlsSentinel::start)
 }
