@@ -44,6 +44,15 @@ impl RequestView {
         self.scheme.eq_ignore_ascii_case("https")
     }
 
+    /// Whether the request's host is one of `allowed_hosts` (lower-case `host[:port]`, as clients
+    /// send it); an empty list allows any host.
+    pub fn host_is_allowed(&self, allowed_hosts: &[String]) -> bool {
+        allowed_hosts.is_empty()
+            || allowed_hosts
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(&self.host))
+    }
+
     /// `scheme://host` of the request.
     pub fn origin(&self) -> String {
         format!("{}://{}", self.scheme, self.host)
@@ -276,5 +285,18 @@ mod tests {
         view.query = " ".repeat(MAX_RETURN_TARGET_BYTES / 3);
         assert_eq!(view.local_target(true), "/", "the encoded length counts");
         assert_eq!(view.local_target(false), "/p");
+    }
+
+    #[test]
+    fn only_listed_hosts_are_allowed_when_a_list_is_given() {
+        let mut view = request("GET", &[]);
+        view.host = "App.Example:8443".into();
+        let allowed = ["app.example:8443".to_string()];
+        assert!(view.host_is_allowed(&allowed));
+        assert!(view.host_is_allowed(&[]), "no list: any host");
+        view.host = "app.example".into();
+        assert!(!view.host_is_allowed(&allowed), "the port counts");
+        view.host = "evil.example".into();
+        assert!(!view.host_is_allowed(&allowed));
     }
 }
