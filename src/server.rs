@@ -33,7 +33,9 @@ impl App {
         let provider = Provider::new(ProviderSettings::from_config(&config), Arc::clone(&clock))?;
         provider.spawn_discovery();
         let store: Arc<dyn SessionStore> = match &config.session_storage {
-            SessionStorage::Memory => Arc::new(MemoryStore::new()),
+            SessionStorage::Memory => {
+                Arc::new(MemoryStore::with_max_bytes(config.memory_max_bytes))
+            }
             SessionStorage::Redis(redis) => {
                 let exposed =
                     |urls: &[Secret]| urls.iter().map(|u| u.expose().to_owned()).collect();

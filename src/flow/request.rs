@@ -112,11 +112,16 @@ impl RequestView {
     /// attacker chooses its length.
     pub fn local_target(&self, with_query: bool) -> String {
         let path = self.path.trim_start_matches(['/', '\\']);
+        let query = if with_query { self.query.as_str() } else { "" };
+        // Encoding only lengthens: a target already too long is not worth encoding.
+        if 1 + path.len() + usize::from(!query.is_empty()) + query.len() > MAX_RETURN_TARGET_BYTES {
+            return "/".to_owned();
+        }
         let mut target = String::from("/");
         percent_encode_into(&mut target, path.as_bytes(), is_path_byte);
-        if with_query && !self.query.is_empty() {
+        if !query.is_empty() {
             target.push('?');
-            percent_encode_into(&mut target, self.query.as_bytes(), is_query_byte);
+            percent_encode_into(&mut target, query.as_bytes(), is_query_byte);
         }
         if target.len() > MAX_RETURN_TARGET_BYTES {
             return "/".to_owned();
