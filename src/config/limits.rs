@@ -7,7 +7,7 @@ use super::reader::Reader;
 /// Pending logins one login cookie may hold at once (tabs logging in at the same time).
 pub(super) const DEFAULT_MAX_PENDING_LOGINS: u64 = 10;
 /// The in-memory store's default bound: 128 MiB of keys and values.
-pub(super) const DEFAULT_MEMORY_MAX_BYTES: u64 = 128 * 1024 * 1024;
+pub(super) const DEFAULT_MEMORY_MAX_BYTES: u64 = crate::session::memory::DEFAULT_MAX_BYTES as u64;
 /// Below this the store could not hold a handful of sessions.
 const MIN_MEMORY_MAX_BYTES: u64 = 64 * 1024;
 
