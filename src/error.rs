@@ -35,6 +35,8 @@ pub enum Error {
     MissingIdToken,
     #[error(transparent)]
     InvalidIdToken(IdTokenError),
+    #[error("the request's host is not in allowed_hosts")]
+    HostNotAllowed,
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
     #[error("the back-channel logout request is invalid: {0}")]
@@ -95,6 +97,10 @@ impl Error {
             Error::CodeExchange(_) | Error::MissingIdToken | Error::InvalidIdToken(_) => Deny {
                 status: 502,
                 message: "The identity provider's answer could not be accepted. Please try again later.",
+            },
+            Error::HostNotAllowed => Deny {
+                status: 400,
+                message: "This site is not served here.",
             },
             Error::MethodNotAllowed(_) => Deny {
                 status: 405,

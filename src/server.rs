@@ -36,7 +36,9 @@ impl App {
             .map_err(|error| error.to_string())?;
         provider.spawn_discovery();
         let store: Arc<dyn SessionStore> = match &config.session_storage {
-            SessionStorage::Memory => Arc::new(MemoryStore::new()),
+            SessionStorage::Memory => {
+                Arc::new(MemoryStore::with_max_bytes(config.memory_max_bytes))
+            }
             SessionStorage::Redis(redis) => {
                 let exposed =
                     |urls: &[Secret]| urls.iter().map(|u| u.expose().to_owned()).collect();

@@ -177,6 +177,20 @@ async fn preserve_query_args_false_drops_the_query() {
 }
 
 #[tokio::test]
+async fn hosts_outside_allowed_hosts_get_400_and_no_redirect_uri() {
+    let (idp, authz, _) = setup("allowed_hosts: [App.Test]").await;
+    let mut stranger = authz.browser();
+    stranger.origin_host = "evil.test".into();
+    let refused = stranger.send(Req::navigate("/anything")).await;
+    assert_eq!(refused.status(), 400, "{refused:?}");
+    assert!(stranger.cookies.is_empty(), "no login started");
+    let mut browser = authz.browser();
+    let done = browser.login(&idp, "/anything").await;
+    assert_eq!(done.status(), 302, "{done:?}");
+    authz.stop().await;
+}
+
+#[tokio::test]
 async fn scripts_and_api_clients_get_401_not_a_redirect() {
     let (_idp, authz, _) = setup("").await;
     let mut browser = authz.browser();

@@ -402,6 +402,15 @@ impl oidc_authz::session::SessionStore for IndexProbe {
         self.taken.lock().unwrap().push(members.len());
         Ok(members)
     }
+    async fn push_bounded(
+        &self,
+        key: &str,
+        member: &str,
+        max_len: usize,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.push_bounded(key, member, max_len, ttl).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }

@@ -437,6 +437,82 @@ mod suite {
             .expect("delete expired");
     }
 
+    async fn push(store: &dyn SessionStore, key: &str, member: &str, ttl: Duration) -> Vec<String> {
+        bounded("push_bounded", store.push_bounded(key, member, 3, ttl))
+            .await
+            .expect("push_bounded")
+    }
+
+    pub async fn bounded_lists_keep_the_newest_and_return_the_dropped(
+        store: Arc<dyn SessionStore>,
+        t: Timing,
+    ) {
+        let store = &*store;
+        for member in ["a", "b", "c"] {
+            assert!(push(store, "list:k", member, t.long).await.is_empty());
+        }
+        assert_eq!(push(store, "list:k", "d", t.long).await, ["a"]);
+        // A member pushed again moves to the head instead of being listed twice.
+        assert!(push(store, "list:k", "b", t.long).await.is_empty());
+        assert_eq!(push(store, "list:k", "e", t.long).await, ["c"]);
+        assert_eq!(push(store, "list:k", "f", t.long).await, ["d"]);
+        // Several dropped at once (a smaller bound), oldest first.
+        let dropped = bounded("push_bounded", store.push_bounded("list:k", "g", 1, t.long))
+            .await
+            .expect("push_bounded");
+        assert_eq!(dropped, ["b", "e", "f"]);
+        // Lists are separate, expire with their TTL, and are deleted like any key.
+        assert!(push(store, "list:other", "a", t.long).await.is_empty());
+        for member in ["a", "b", "c"] {
+            push(store, "list:short", member, t.short).await;
+        }
+        outlive(t.short).await;
+        assert!(
+            push(store, "list:short", "x", t.long).await.is_empty(),
+            "expired"
+        );
+        bounded("delete", store.delete("list:other"))
+            .await
+            .expect("delete");
+        for member in ["x", "y", "z"] {
+            assert!(push(store, "list:other", member, t.long).await.is_empty());
+        }
+    }
+
+    pub async fn concurrent_pushes_drop_each_member_once(store: Arc<dyn SessionStore>, t: Timing) {
+        const PUSHERS: usize = 8;
+        const PER_PUSHER: usize = 5;
+        let barrier = Arc::new(tokio::sync::Barrier::new(PUSHERS));
+        let tasks: Vec<_> = (0..PUSHERS)
+            .map(|pusher| {
+                let (store, barrier) = (Arc::clone(&store), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let mut dropped = Vec::new();
+                    for index in 0..PER_PUSHER {
+                        let member = format!("m{pusher}-{index}");
+                        dropped.extend(push(&*store, "race:list", &member, t.long).await);
+                    }
+                    dropped
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("task"));
+        }
+        // Three fresh members push out the three still listed.
+        for member in ["last-1", "last-2", "last-3"] {
+            all.extend(push(&*store, "race:list", member, t.long).await);
+        }
+        all.sort();
+        let mut expected: Vec<String> = (0..PUSHERS)
+            .flat_map(|p| (0..PER_PUSHER).map(move |i| format!("m{p}-{i}")))
+            .collect();
+        expected.sort();
+        assert_eq!(all, expected, "every member dropped exactly once");
+    }
+
     pub async fn ping_answers(store: Arc<dyn SessionStore>, _t: Timing) {
         bounded("ping", store.ping()).await.expect("ping");
     }
@@ -539,6 +615,8 @@ conformance!(
     concurrent_take_set_partitions_members,
     remove_from_set_removes_one_member,
     delete_is_idempotent,
+    bounded_lists_keep_the_newest_and_return_the_dropped,
+    concurrent_pushes_drop_each_member_once,
     ping_answers,
 );
 
@@ -591,6 +669,7 @@ async fn every_operation_is_unavailable(
     expect_unavailable!("add_to_set", store.add_to_set("s", "m", ttl));
     expect_unavailable!("remove_from_set", store.remove_from_set("s", "m"));
     expect_unavailable!("take_set", store.take_set("s"));
+    expect_unavailable!("push_bounded", store.push_bounded("l", "m", 3, ttl));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

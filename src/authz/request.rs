@@ -1,6 +1,8 @@
 //! `CheckRequest` → `RequestView`. Envoy puts path *and query* in `http.path` and leaves `query`
 //! empty; the body arrives in `raw_body` or `body` depending on `pack_as_bytes` and where it was
-//! set. `X-Forwarded-Proto`/`-Host` count only when the operator trusts them.
+//! set. `X-Forwarded-Proto`/`-Host` count only when the operator trusts them, and then only their
+//! rightmost value: the one the nearest (trusted) proxy appended; values to its left came from
+//! the client or from proxies we know nothing about.
 
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 
@@ -28,7 +30,7 @@ pub fn request_view(check: CheckRequest, trust_forwarded_headers: bool) -> Reque
         trust_forwarded_headers
             .then(|| headers.get(name))
             .flatten()
-            .and_then(|value| value.split(',').next())
+            .and_then(|value| value.rsplit(',').next())
             .map(|value| value.trim().to_owned())
             .filter(|value| !value.is_empty())
     };
@@ -107,8 +109,11 @@ mod tests {
             body: "ignored".into(),
             raw_body: b"raw".to_vec(),
             headers: [
-                ("x-forwarded-proto".to_string(), "https, http".to_string()),
-                ("x-forwarded-host".to_string(), "app.example".to_string()),
+                ("x-forwarded-proto".to_string(), "http, https".to_string()),
+                (
+                    "x-forwarded-host".to_string(),
+                    "evil.example, app.example".to_string(),
+                ),
             ]
             .into(),
             ..Default::default()

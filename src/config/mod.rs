@@ -3,6 +3,7 @@
 //! configuration is reported whole, one line per problem with its key path, before any port is bound.
 
 mod fields;
+mod limits;
 #[cfg(test)]
 mod listen_tests;
 mod load;
@@ -172,6 +173,10 @@ pub struct Config {
     pub http_timeout: Duration,
 
     pub session_storage: SessionStorage,
+    /// `memory.max_bytes`: the in-memory store's bound (keys and values); pending logins go first.
+    pub memory_max_bytes: usize,
+    /// Pending logins one login cookie may hold; a newer one drops the oldest.
+    pub max_pending_logins: usize,
     pub session_secrets: Vec<Secret>,
     pub session_cookie_name: String,
     pub session_cookie_secure: CookieSecure,
@@ -186,6 +191,8 @@ pub struct Config {
     /// ID-token claims passed upstream: (claim name, lower-case header name).
     pub upstream_claim_headers: Vec<(String, String)>,
     pub trust_forwarded_headers: bool,
+    /// Lower-case `host[:port]` values we build redirect URIs for; empty means any host.
+    pub allowed_hosts: Vec<String>,
 
     pub logout_path: Option<String>,
     /// Methods the logout path answers (Kong's `logout_methods`); others get 405.

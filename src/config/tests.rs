@@ -47,6 +47,37 @@ fn minimal_config_gets_the_documented_defaults() {
     assert!(config.logout_id_token_hint);
     assert!(!config.id_token_signing_algs.contains(&Algorithm::HS256));
     assert_eq!(format!("{:?}", config.client_secret), "[redacted]");
+    assert!(config.allowed_hosts.is_empty());
+    assert_eq!(config.max_pending_logins, 10);
+    assert_eq!(config.memory_max_bytes, 128 * 1024 * 1024);
+}
+
+#[test]
+fn hardening_limits_are_read_and_checked_with_their_key_path() {
+    let yaml = format!(
+        "{MINIMAL}allowed_hosts: [App.Example, 'app.example:8443']\nmax_pending_logins: 3\nmemory:\n  max_bytes: 1048576\n"
+    );
+    let (config, _) = load_from_str(&yaml, "test.yaml", env(&[])).unwrap();
+    assert_eq!(config.allowed_hosts, ["app.example", "app.example:8443"]);
+    assert_eq!(config.max_pending_logins, 3);
+    assert_eq!(config.memory_max_bytes, 1_048_576);
+    let problems = problems(&format!(
+        "{MINIMAL}allowed_hosts: ['https://app.example/']\nmax_pending_logins: 0\nmemory:\n  max_bytes: 10\n  max_entries: 5\n"
+    ));
+    for key in [
+        "allowed_hosts[0]",
+        "max_pending_logins",
+        "memory.max_bytes",
+        "memory.max_entries",
+    ] {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(&format!("test.yaml: {key}"))
+                    || p.contains(&format!("{key}:"))),
+            "{key} in {problems:?}"
+        );
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@ use serde_yaml::{Mapping, Value};
 use url::Url;
 
 use super::fields::*;
+use super::limits::*;
 use super::reader::Reader;
 use super::*;
 use crate::crypto::MIN_SECRET_LEN;
@@ -169,6 +170,13 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         &[("memory", false), ("redis", true)],
         false,
     );
+    let memory_map = reader.mapping("memory");
+    let memory_max_bytes = {
+        let mut memory_reader = Reader::new(memory_map, "memory", reader.errors);
+        let max_bytes = memory_max_bytes(&mut memory_reader);
+        memory_reader.finish();
+        max_bytes
+    };
     let redis_map = reader.mapping("redis");
     let session_storage = {
         let mut redis_reader = Reader::new(redis_map, "redis", reader.errors);
@@ -260,6 +268,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         .string("session_cookie_domain")
         .filter(|d| !d.is_empty());
     let login_timeout = seconds(&mut reader, "login_timeout", 600);
+    let max_pending_logins = max_pending_logins(&mut reader);
     let session_idling_timeout = seconds(&mut reader, "session_idling_timeout", 900);
     let session_absolute_timeout = seconds(&mut reader, "session_absolute_timeout", 86_400);
     let refresh_margin = seconds(&mut reader, "refresh_margin", 30);
@@ -281,6 +290,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         [&upstream_access_token_header, &upstream_id_token_header],
     );
     let trust_forwarded_headers = reader.bool_or("trust_forwarded_headers", false);
+    let allowed_hosts = allowed_hosts(&mut reader);
 
     let logout_path = path_key(&mut reader, "logout_path", Some("/logout"));
     let logout_redirect_uri = reader
@@ -350,6 +360,8 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         leeway,
         http_timeout,
         session_storage,
+        memory_max_bytes,
+        max_pending_logins,
         session_secrets,
         session_cookie_name,
         session_cookie_secure,
@@ -362,6 +374,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         upstream_id_token_header,
         upstream_claim_headers,
         trust_forwarded_headers,
+        allowed_hosts,
         logout_path,
         logout_methods,
         logout_redirect_uri,

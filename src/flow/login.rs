@@ -1,5 +1,7 @@
 //! Step 1: no valid session. A browser navigation gets a pending login in the store and a redirect
-//! to the IdP's authorization endpoint; anything else gets 401.
+//! to the IdP's authorization endpoint; anything else gets 401. What an anonymous client can make
+//! us store is bounded: the return target (`RequestView::local_target`, at most 2 KiB), the
+//! pending logins per login cookie (`max_pending_logins`, oldest dropped), and the store itself.
 
 use super::cookies::{CookieJar, CookieKind};
 use super::{Decision, Flow, RequestView};
@@ -77,6 +79,16 @@ impl Flow {
         };
         self.sessions
             .put_pending(&state, &pending, self.config.login_timeout)
+            .await?;
+        // A browser that keeps its login cookie cannot pile up pending logins; one that drops it
+        // gets a new cookie each time, and the store's own bound (evicting logins first) holds.
+        self.sessions
+            .bound_pending_per_browser(
+                &binding,
+                &state,
+                self.config.max_pending_logins,
+                self.config.login_timeout,
+            )
             .await?;
 
         let location = crate::oidc::authorization_url(

@@ -71,17 +71,23 @@ impl Flow {
         &self.provider
     }
 
-    /// Decides one request.
+    /// Decides one request. A host outside `allowed_hosts` is refused before anything can build a
+    /// redirect URI from it; the back-channel logout path is exempt (the IdP calls it server to
+    /// server, under whatever name it was registered with, and nothing there is built from it).
     pub async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
         let jar = CookieJar::for_request(&self.config, &self.cookie_names, request);
         let path = request.path.as_str();
+        let is_backchannel = self.config.backchannel_logout_path.as_deref() == Some(path);
+        if !is_backchannel && !request.host_is_allowed(&self.config.allowed_hosts) {
+            return Err(Error::HostNotAllowed);
+        }
         if path == self.config.redirect_uri.path() {
             return self.finish_login(request, &jar).await;
         }
         if self.config.logout_path.as_deref() == Some(path) {
             return self.logout(request, &jar).await;
         }
-        if self.config.backchannel_logout_path.as_deref() == Some(path) {
+        if is_backchannel {
             return self.backchannel_logout(request).await;
         }
         self.check_session(request, &jar).await

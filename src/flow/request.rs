@@ -44,6 +44,15 @@ impl RequestView {
         self.scheme.eq_ignore_ascii_case("https")
     }
 
+    /// Whether the request's host is one of `allowed_hosts` (lower-case `host[:port]`, as clients
+    /// send it); an empty list allows any host.
+    pub fn host_is_allowed(&self, allowed_hosts: &[String]) -> bool {
+        allowed_hosts.is_empty()
+            || allowed_hosts
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(&self.host))
+    }
+
     /// `scheme://host` of the request.
     pub fn origin(&self) -> String {
         format!("{}://{}", self.scheme, self.host)
@@ -96,15 +105,60 @@ impl RequestView {
 
     /// The request's path and query as a same-origin relative reference for a `Location` header.
     /// A path starting with `//` or `/\` would be read by browsers as another host, so repeated
-    /// leading slashes are folded into one.
+    /// leading slashes are folded into one. Every byte outside RFC 3986's path and query
+    /// characters (controls, spaces, `\`, `"`, `<`, non-ASCII...) is percent-encoded, so the
+    /// target cannot split a header or smuggle a second slash. A target longer than
+    /// `MAX_RETURN_TARGET_BYTES` becomes `/`: it is stored with every pending login, and an
+    /// attacker chooses its length.
     pub fn local_target(&self, with_query: bool) -> String {
         let path = self.path.trim_start_matches(['/', '\\']);
-        let mut target = format!("/{path}");
-        if with_query && !self.query.is_empty() {
+        let query = if with_query { self.query.as_str() } else { "" };
+        // Encoding only lengthens: a target already too long is not worth encoding.
+        if 1 + path.len() + usize::from(!query.is_empty()) + query.len() > MAX_RETURN_TARGET_BYTES {
+            return "/".to_owned();
+        }
+        let mut target = String::from("/");
+        percent_encode_into(&mut target, path.as_bytes(), is_path_byte);
+        if !query.is_empty() {
             target.push('?');
-            target.push_str(&self.query);
+            percent_encode_into(&mut target, query.as_bytes(), is_query_byte);
+        }
+        if target.len() > MAX_RETURN_TARGET_BYTES {
+            return "/".to_owned();
         }
         target
+    }
+}
+
+/// The longest return target kept with a pending login; a longer one returns to `/`.
+pub const MAX_RETURN_TARGET_BYTES: usize = 2048;
+
+/// RFC 3986 `pchar` and `/`: unreserved, sub-delims, `:`, `@`, and `%` (checked separately).
+fn is_path_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte)
+}
+
+/// RFC 3986 `query`: `pchar`, `/` and `?`.
+fn is_query_byte(byte: u8) -> bool {
+    is_path_byte(byte) || byte == b'?'
+}
+
+/// Appends `input`, percent-encoding every byte `allowed` refuses and every `%` that does not
+/// start a `%XX` escape (so an escape already in the request stays as the browser sent it).
+fn percent_encode_into(output: &mut String, input: &[u8], allowed: fn(u8) -> bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for (index, &byte) in input.iter().enumerate() {
+        let is_escape = byte == b'%'
+            && input
+                .get(index + 1..index + 3)
+                .is_some_and(|digits| digits.iter().all(u8::is_ascii_hexdigit));
+        if is_escape || allowed(byte) {
+            output.push(char::from(byte));
+        } else {
+            output.push('%');
+            output.push(char::from(HEX[usize::from(byte >> 4)]));
+            output.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
     }
 }
 
@@ -210,5 +264,44 @@ mod tests {
         assert_eq!(view.local_target(false), "/evil.example");
         view.path = "/anything".into();
         assert_eq!(view.local_target(true), "/anything?a=1");
+    }
+
+    #[test]
+    fn local_targets_percent_encode_what_rfc_3986_does_not_allow() {
+        let mut view = request("GET", &[]);
+        view.path = "/a b\tc\r\nSet-Cookie:x\\y\"<é>".into();
+        view.query = "q=1 2&r=%zz%41#f?ok=/:@".into();
+        assert_eq!(
+            view.local_target(true),
+            "/a%20b%09c%0D%0ASet-Cookie:x%5Cy%22%3C%C3%A9%3E?q=1%202&r=%25zz%41%23f?ok=/:@"
+        );
+        view.path = "/\\\t/evil.example".into();
+        assert_eq!(view.local_target(false), "/%09/evil.example");
+    }
+
+    #[test]
+    fn long_local_targets_return_to_the_root() {
+        let mut view = request("GET", &[]);
+        view.path = "/p".into();
+        view.query = "a".repeat(MAX_RETURN_TARGET_BYTES - 3);
+        assert_eq!(view.local_target(true).len(), MAX_RETURN_TARGET_BYTES);
+        view.query.push('a');
+        assert_eq!(view.local_target(true), "/");
+        view.query = " ".repeat(MAX_RETURN_TARGET_BYTES / 3);
+        assert_eq!(view.local_target(true), "/", "the encoded length counts");
+        assert_eq!(view.local_target(false), "/p");
+    }
+
+    #[test]
+    fn only_listed_hosts_are_allowed_when_a_list_is_given() {
+        let mut view = request("GET", &[]);
+        view.host = "App.Example:8443".into();
+        let allowed = ["app.example:8443".to_string()];
+        assert!(view.host_is_allowed(&allowed));
+        assert!(view.host_is_allowed(&[]), "no list: any host");
+        view.host = "app.example".into();
+        assert!(!view.host_is_allowed(&allowed), "the port counts");
+        view.host = "evil.example".into();
+        assert!(!view.host_is_allowed(&allowed));
     }
 }

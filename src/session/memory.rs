@@ -1,37 +1,85 @@
-//! The in-memory store: the default, for a single replica. Expiry is checked on every read, and
-//! expired entries are swept whenever the map has doubled since the last sweep, so memory stays
-//! bounded by the live entries without a background task.
+//! The in-memory store: the default, for a single replica. It is bounded: it holds at most
+//! `max_bytes` of keys and values (an estimate: their lengths plus `ENTRY_OVERHEAD_BYTES` per
+//! entry), so no stream of requests can grow it until the process dies. When an insert goes over
+//! the bound, expired entries go first, then the entries `Sessions` marks as cheap to lose
+//! (pending logins and their per-cookie lists, keys starting with one of
+//! `EVICT_FIRST_KEY_PREFIXES`), soonest-expiring first, and only then anything else (sessions),
+//! soonest-expiring first: a flood of logins evicts other logins, never a session while a login is
+//! left. Expiry is also checked on every read; expired entries are swept on every insert, oldest
+//! first, without a background task.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use super::EVICT_FIRST_KEY_PREFIXES;
 use super::store::{SessionStore, StoreError};
+
+/// The default bound: 128 MiB of keys and values.
+pub const DEFAULT_MAX_BYTES: usize = 128 * 1024 * 1024;
+
+/// What an entry costs beyond its key and value bytes: the map slot, the eviction-order node
+/// (which holds a second copy of the key, counted separately) and allocator rounding. An estimate
+/// on the generous side, so `max_bytes` bounds the real heap use rather than undercounting it.
+const ENTRY_OVERHEAD_BYTES: usize = 192;
+/// What a set or list member costs beyond its bytes.
+const MEMBER_OVERHEAD_BYTES: usize = 48;
 
 enum Value {
     Bytes(Vec<u8>),
     Set(HashSet<String>),
+    /// Newest first.
+    List(VecDeque<String>),
 }
+
+impl Value {
+    fn bytes(&self) -> usize {
+        let members = |lengths: &mut dyn Iterator<Item = usize>| {
+            lengths.map(|length| length + MEMBER_OVERHEAD_BYTES).sum()
+        };
+        match self {
+            Value::Bytes(bytes) => bytes.len(),
+            Value::Set(set) => members(&mut set.iter().map(String::len)),
+            Value::List(list) => members(&mut list.iter().map(String::len)),
+        }
+    }
+}
+
+/// Where an entry stands in its rank's eviction order: by expiry, then by a sequence number that
+/// tells apart entries expiring at the same instant.
+type EvictionSlot = (Instant, u64);
 
 struct Entry {
     value: Value,
     expires_at: Instant,
+    rank: usize,
+    slot: EvictionSlot,
+    bytes: usize,
 }
 
-#[derive(Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
-    /// Size after the last sweep; the next sweep runs when the map is twice as large.
-    swept_size: usize,
+    /// Every entry's key, by rank: rank 0 (cheap to lose) is evicted before rank 1, each in
+    /// order of expiry.
+    eviction_order: [BTreeMap<EvictionSlot, String>; 2],
+    /// The estimated size of every entry together; at most `max_bytes` after each insert.
+    bytes: usize,
+    max_bytes: usize,
+    next_sequence: u64,
 }
 
 /// std `Mutex`, not tokio's: it is never held across an `.await`.
-#[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_max_bytes(DEFAULT_MAX_BYTES)
+    }
 }
 
 impl MemoryStore {
@@ -39,28 +87,110 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// A store that holds at most `max_bytes` (estimated) of keys and values.
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
+        MemoryStore {
+            inner: Mutex::new(Inner {
+                entries: HashMap::new(),
+                eviction_order: [BTreeMap::new(), BTreeMap::new()],
+                bytes: 0,
+                max_bytes,
+                next_sequence: 0,
+            }),
+        }
+    }
+
+    /// The estimated size of what the store holds now; never above `max_bytes` after an insert.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the map half-updated (every update is a single
-        // HashMap call), so a poisoned lock is still usable.
+        // A panic while holding the lock cannot break the invariants that matter (an entry's
+        // bytes and slot are set before it is linked in), so a poisoned lock is still usable.
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
+fn eviction_rank(key: &str) -> usize {
+    let cheap = EVICT_FIRST_KEY_PREFIXES
+        .iter()
+        .any(|prefix| key.starts_with(prefix));
+    if cheap { 0 } else { 1 }
+}
+
 impl Inner {
+    /// The entry under `key` unless it has expired (an expired one is removed).
     fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
         if self.entries.get(key).is_some_and(|e| e.expires_at <= now) {
-            self.entries.remove(key);
+            self.remove(key);
         }
         self.entries.get_mut(key)
     }
 
-    fn insert(&mut self, key: &str, entry: Entry, now: Instant) {
-        self.entries.insert(key.to_owned(), entry);
-        if self.entries.len() >= 2 * self.swept_size.max(512) {
-            self.entries.retain(|_, e| e.expires_at > now);
-            self.swept_size = self.entries.len();
+    /// Removes and returns the live value under `key`.
+    fn take_live(&mut self, key: &str, now: Instant) -> Option<Value> {
+        self.live(key, now)?;
+        self.remove(key).map(|entry| entry.value)
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        self.eviction_order[entry.rank].remove(&entry.slot);
+        self.bytes -= entry.bytes;
+        Some(entry)
+    }
+
+    /// Stores `value` under `key` (replacing what was there), then sweeps expired entries and
+    /// evicts until the store is within `max_bytes` again.
+    fn insert(&mut self, key: &str, value: Value, expires_at: Instant, now: Instant) {
+        self.remove(key);
+        let rank = eviction_rank(key);
+        let slot = (expires_at, self.next_sequence);
+        self.next_sequence += 1;
+        let bytes = ENTRY_OVERHEAD_BYTES + 2 * key.len() + value.bytes();
+        self.eviction_order[rank].insert(slot, key.to_owned());
+        self.entries.insert(
+            key.to_owned(),
+            Entry {
+                value,
+                expires_at,
+                rank,
+                slot,
+                bytes,
+            },
+        );
+        self.bytes += bytes;
+        self.sweep_expired(now);
+        self.evict_until_within_bound();
+    }
+
+    /// Removes expired entries: each rank's eviction order is by expiry, so they are at its front.
+    fn sweep_expired(&mut self, now: Instant) {
+        for rank in 0..self.eviction_order.len() {
+            while let Some(key) = self.eviction_order[rank]
+                .first_key_value()
+                .filter(|((expires_at, _), _)| *expires_at <= now)
+                .map(|(_, key)| key.clone())
+            {
+                self.remove(&key);
+            }
+        }
+    }
+
+    fn evict_until_within_bound(&mut self) {
+        while self.bytes > self.max_bytes {
+            let Some(key) = self
+                .eviction_order
+                .iter()
+                .find_map(|order| order.first_key_value())
+                .map(|(_, key)| key.clone())
+            else {
+                return;
+            };
+            self.remove(&key);
         }
     }
 }
@@ -69,11 +199,7 @@ impl Inner {
 impl SessionStore for MemoryStore {
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
         let now = Instant::now();
-        let entry = Entry {
-            value: Value::Bytes(value),
-            expires_at: now + ttl,
-        };
-        self.lock().insert(key, entry, now);
+        self.lock().insert(key, Value::Bytes(value), now + ttl, now);
         Ok(())
     }
 
@@ -88,11 +214,7 @@ impl SessionStore for MemoryStore {
         if inner.live(key, now).is_some() {
             return Ok(false);
         }
-        let entry = Entry {
-            value: Value::Bytes(value),
-            expires_at: now + ttl,
-        };
-        inner.insert(key, entry, now);
+        inner.insert(key, Value::Bytes(value), now + ttl, now);
         Ok(true)
     }
 
@@ -108,77 +230,139 @@ impl SessionStore for MemoryStore {
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut inner = self.lock();
-        if inner.live(key, Instant::now()).is_none() {
-            return Ok(None);
-        }
-        Ok(match inner.entries.remove(key) {
-            Some(Entry {
-                value: Value::Bytes(bytes),
-                ..
-            }) => Some(bytes),
+        Ok(match self.lock().take_live(key, Instant::now()) {
+            Some(Value::Bytes(bytes)) => Some(bytes),
             _ => None,
         })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.lock().entries.remove(key);
+        self.lock().remove(key);
         Ok(())
     }
 
     async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut inner = self.lock();
-        match inner.live(key, now) {
-            Some(Entry {
-                value: Value::Set(members),
-                expires_at,
-            }) => {
-                members.insert(member.to_owned());
-                *expires_at = (*expires_at).max(now + ttl);
-            }
-            _ => {
-                let entry = Entry {
-                    value: Value::Set(HashSet::from([member.to_owned()])),
-                    expires_at: now + ttl,
-                };
-                inner.insert(key, entry, now);
-            }
-        }
+        // Taken out and put back, so its size and place in the eviction order are recomputed.
+        let previous_expiry = inner.live(key, now).map(|entry| entry.expires_at);
+        let (mut members, expires_at) = match (inner.take_live(key, now), previous_expiry) {
+            (Some(Value::Set(members)), Some(expiry)) => (members, expiry.max(now + ttl)),
+            _ => (HashSet::new(), now + ttl),
+        };
+        members.insert(member.to_owned());
+        inner.insert(key, Value::Set(members), expires_at, now);
         Ok(())
     }
 
     async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError> {
+        let now = Instant::now();
         let mut inner = self.lock();
-        if let Some(Entry {
-            value: Value::Set(members),
-            ..
-        }) = inner.live(key, Instant::now())
-        {
+        let Some(expires_at) = inner.live(key, now).map(|entry| entry.expires_at) else {
+            return Ok(());
+        };
+        if let Some(Value::Set(mut members)) = inner.take_live(key, now) {
             members.remove(member);
             // As Redis does: an empty set is no set, so a later add starts it with a fresh TTL.
-            if members.is_empty() {
-                inner.entries.remove(key);
+            if !members.is_empty() {
+                inner.insert(key, Value::Set(members), expires_at, now);
             }
         }
         Ok(())
     }
 
     async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        let mut inner = self.lock();
-        if inner.live(key, Instant::now()).is_none() {
-            return Ok(Vec::new());
-        }
-        Ok(match inner.entries.remove(key) {
-            Some(Entry {
-                value: Value::Set(members),
-                ..
-            }) => members.into_iter().collect(),
+        Ok(match self.lock().take_live(key, Instant::now()) {
+            Some(Value::Set(members)) => members.into_iter().collect(),
             _ => Vec::new(),
         })
     }
 
+    async fn push_bounded(
+        &self,
+        key: &str,
+        member: &str,
+        max_len: usize,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let mut list = match inner.take_live(key, now) {
+            Some(Value::List(list)) => list,
+            _ => VecDeque::new(),
+        };
+        list.retain(|existing| existing != member);
+        list.push_front(member.to_owned());
+        let dropped: Vec<String> = list.drain(max_len.clamp(1, list.len())..).rev().collect();
+        inner.insert(key, Value::List(list), now + ttl, now);
+        Ok(dropped)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_pending_logins_stays_within_the_bound_and_evicts_no_session() {
+        let store = MemoryStore::with_max_bytes(256 * 1024);
+        for index in 0..20 {
+            let key = format!("session:{index}");
+            store.put(&key, vec![7; 2000], HOUR).await.unwrap();
+        }
+        for index in 0..50_000 {
+            let key = format!("login:{index}");
+            store.put(&key, vec![1; 300], HOUR / 6).await.unwrap();
+            assert!(store.bytes() <= 256 * 1024);
+        }
+        for index in 0..20 {
+            let key = format!("session:{index}");
+            assert!(store.get(&key).await.unwrap().is_some(), "{key}");
+        }
+        assert!(store.get("login:49999").await.unwrap().is_some(), "newest");
+        assert!(store.get("login:0").await.unwrap().is_none(), "oldest");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_are_evicted_soonest_expiring_first_once_no_login_is_left() {
+        let store = MemoryStore::with_max_bytes(64 * 1024);
+        store.put("login:x", vec![0; 100], HOUR).await.unwrap();
+        store
+            .put("session:late", vec![0; 20_000], 2 * HOUR)
+            .await
+            .unwrap();
+        store
+            .put("session:soon", vec![0; 20_000], HOUR)
+            .await
+            .unwrap();
+        store
+            .put("session:new", vec![0; 30_000], 3 * HOUR)
+            .await
+            .unwrap();
+        assert!(store.get("login:x").await.unwrap().is_none());
+        assert!(store.get("session:soon").await.unwrap().is_none());
+        assert!(store.get("session:late").await.unwrap().is_some());
+        assert!(store.get("session:new").await.unwrap().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_are_swept_on_insert_and_their_bytes_returned() {
+        let store = MemoryStore::with_max_bytes(DEFAULT_MAX_BYTES);
+        for index in 0..100 {
+            let key = format!("session:{index}");
+            store.put(&key, vec![0; 1000], HOUR).await.unwrap();
+        }
+        tokio::time::advance(2 * HOUR).await;
+        store.put("session:fresh", vec![0; 10], HOUR).await.unwrap();
+        let only_fresh = ENTRY_OVERHEAD_BYTES + 2 * "session:fresh".len() + 10;
+        assert_eq!(store.bytes(), only_fresh);
+        store.delete("session:fresh").await.unwrap();
+        assert_eq!(store.bytes(), 0);
     }
 }

@@ -51,6 +51,12 @@ impl fmt::Debug for PendingLoginRecord {
     }
 }
 
+/// Prefixes of the keys that are cheap to lose: pending logins (`login:`) and each login cookie's
+/// list of them (`login-binding:`). A bounded store evicts these before anything else, so a
+/// flood of login starts cannot push out sessions (see `memory.rs`; Redis: `volatile-ttl`, as
+/// these have the shortest TTLs).
+pub(crate) const EVICT_FIRST_KEY_PREFIXES: &[&str] = &["login:", "login-binding:"];
+
 /// 128 random bits naming a session; it travels only inside the signed session cookie.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct SessionId(pub [u8; 16]);
@@ -285,6 +291,38 @@ impl Sessions {
         let key = Self::pending_key(state);
         let sealed = self.sealed(&key, record)?;
         self.store.put(&key, sealed, ttl).await?;
+        Ok(())
+    }
+
+    fn pending_list_key(browser_binding: &[u8]) -> String {
+        format!(
+            "login-binding:{}",
+            hex(&labelled_hash("pending logins of", browser_binding))
+        )
+    }
+
+    /// Lists the pending login for `state` under its browser's login cookie (`browser_binding`)
+    /// and deletes the ones beyond the newest `max_pending`: one browser, however many tabs or
+    /// requests, holds at most `max_pending` pending logins.
+    pub async fn bound_pending_per_browser(
+        &self,
+        browser_binding: &[u8],
+        state: &str,
+        max_pending: usize,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let dropped = self
+            .store
+            .push_bounded(
+                &Self::pending_list_key(browser_binding),
+                &Self::pending_key(state),
+                max_pending,
+                ttl,
+            )
+            .await?;
+        for pending_key in dropped {
+            self.store.delete(&pending_key).await?;
+        }
         Ok(())
     }
 

@@ -536,6 +536,33 @@ impl SessionStore for RedisStore {
         Ok(members)
     }
 
+    async fn push_bounded(
+        &self,
+        key: &str,
+        member: &str,
+        max_len: usize,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let (key, max_len) = (self.key(key), max_len.max(1) as isize);
+        // Never resent: a second send would report no dropped members, and their pending logins
+        // would outlive the bound. (LREM first still keeps a member from being listed twice.)
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .lrem(&key, 0, member)
+            .ignore()
+            .lpush(&key, member)
+            .ignore()
+            .lrange(&key, max_len, -1)
+            .ltrim(&key, 0, max_len - 1)
+            .ignore()
+            .pexpire(&key, millis(ttl) as i64)
+            .ignore();
+        let (mut dropped,): (Vec<String>,) =
+            self.run(&Request::Pipeline(pipe), Replay::Never).await?;
+        dropped.reverse();
+        Ok(dropped)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.run::<()>(&Request::Command(redis::cmd("PING")), Replay::Safe)
             .await

@@ -45,6 +45,18 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Returns and removes every member of the set at `key`.
     async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError>;
 
+    /// Puts `member` at the head of the list at `key` (moving it there if it is already listed),
+    /// keeps the newest `max_len` members, sets the list's life to `ttl`, and returns the members
+    /// pushed out, oldest first. One atomic step: of concurrent pushes, each dropped member is
+    /// returned to exactly one of them. Used to bound the pending logins of one login cookie.
+    async fn push_bounded(
+        &self,
+        key: &str,
+        member: &str,
+        max_len: usize,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError>;
+
     /// Whether the store answers; for the readiness probe.
     async fn ping(&self) -> Result<(), StoreError>;
 }

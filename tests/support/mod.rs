@@ -96,6 +96,16 @@ impl SessionStore for SwitchableStore {
         self.check()?;
         self.inner.take_set(key).await
     }
+    async fn push_bounded(
+        &self,
+        key: &str,
+        member: &str,
+        max_len: usize,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        self.check()?;
+        self.inner.push_bounded(key, member, max_len, ttl).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()?;
         self.inner.ping().await
@@ -104,6 +114,8 @@ impl SessionStore for SwitchableStore {
 
 /// A running oidc-authz.
 pub struct Authz {
+    /// The running server's flow, for tests that call `Flow::check` directly (no gRPC).
+    pub flow: Arc<oidc_authz::flow::Flow>,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     client: AuthorizationClient<Channel>,
@@ -165,6 +177,7 @@ impl Authz {
                 .expect("discovery of the fake IdP");
         }
         let app = App::assemble(config, store, provider, clock).unwrap();
+        let flow = Arc::clone(&app.flow);
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (grpc.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -178,6 +191,7 @@ impl Authz {
             .timeout(Duration::from_secs(20));
         let client = AuthorizationClient::new(channel.connect_lazy());
         Authz {
+            flow,
             addr,
             admin: admin_addr,
             client,

@@ -1,0 +1,54 @@
+//! Keys that bound what a client can make us store or build: `allowed_hosts` (origins we build
+//! redirect URIs for), `max_pending_logins` (per login cookie) and `memory.max_bytes` (the
+//! in-memory store's size). Each reports its own problems with the key path.
+
+use super::reader::Reader;
+
+/// Pending logins one login cookie may hold at once (tabs logging in at the same time).
+pub(super) const DEFAULT_MAX_PENDING_LOGINS: u64 = 10;
+/// The in-memory store's default bound: 128 MiB of keys and values.
+pub(super) const DEFAULT_MEMORY_MAX_BYTES: u64 = crate::session::memory::DEFAULT_MAX_BYTES as u64;
+/// Below this the store could not hold a handful of sessions.
+const MIN_MEMORY_MAX_BYTES: u64 = 64 * 1024;
+
+/// `allowed_hosts`: `host` or `host:port` as clients send it in `Host`, compared without regard to
+/// case. Empty means any host.
+pub(super) fn allowed_hosts(reader: &mut Reader) -> Vec<String> {
+    let hosts = reader.string_list("allowed_hosts").unwrap_or_default();
+    for (index, host) in hosts.iter().enumerate() {
+        let plausible = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
+        if !plausible {
+            reader.error(
+                &format!("allowed_hosts[{index}]"),
+                format!("`{host}` is not a host or host:port (no scheme, no path)"),
+            );
+        }
+    }
+    hosts
+        .into_iter()
+        .map(|host| host.to_ascii_lowercase())
+        .collect()
+}
+
+pub(super) fn max_pending_logins(reader: &mut Reader) -> usize {
+    let limit = reader.u64_or("max_pending_logins", DEFAULT_MAX_PENDING_LOGINS);
+    if limit == 0 {
+        reader.error("max_pending_logins", "must be at least 1");
+    }
+    usize::try_from(limit.max(1)).unwrap_or(usize::MAX)
+}
+
+/// `memory.max_bytes`, read from the `memory` mapping's reader.
+pub(super) fn memory_max_bytes(reader: &mut Reader) -> usize {
+    let limit = reader.u64_or("max_bytes", DEFAULT_MEMORY_MAX_BYTES);
+    if limit < MIN_MEMORY_MAX_BYTES {
+        reader.error(
+            "max_bytes",
+            format!("must be at least {MIN_MEMORY_MAX_BYTES} (64 KiB)"),
+        );
+    }
+    usize::try_from(limit.max(MIN_MEMORY_MAX_BYTES)).unwrap_or(usize::MAX)
+}
