@@ -29,6 +29,12 @@ pub enum HttpError {
     TooLarge,
 }
 
+/// A fetched document and its `Cache-Control` (the JWKS cache honours `max-age`).
+pub struct JsonDocument {
+    pub body: Vec<u8>,
+    pub cache_control: Option<String>,
+}
+
 /// Cheap to clone (an `Arc` inside `reqwest::Client`).
 #[derive(Clone)]
 pub struct IdpHttpClient {
@@ -47,7 +53,7 @@ impl IdpHttpClient {
     }
 
     /// GETs a JSON document (discovery, JWKS); anything but 2xx is an error.
-    pub async fn get_json(&self, url: &Url) -> Result<Vec<u8>, HttpError> {
+    pub async fn get_json(&self, url: &Url) -> Result<JsonDocument, HttpError> {
         let response = self
             .inner
             .get(url.clone())
@@ -59,7 +65,15 @@ impl IdpHttpClient {
         if !status.is_success() {
             return Err(HttpError::UnexpectedStatus(status.as_u16()));
         }
-        read_capped(response).await
+        let cache_control = response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        Ok(JsonDocument {
+            body: read_capped(response).await?,
+            cache_control,
+        })
     }
 
     /// Sends a request built by the openidconnect crate. A 5xx becomes `ServerError` here, so the

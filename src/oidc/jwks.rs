@@ -1,7 +1,17 @@
 //! The IdP's signing keys. Parsed key by key, so one key of a type we do not know (or an encryption
-//! key) does not hide the others. An unknown `kid` triggers one refetch, at most once per
-//! `MIN_REFETCH_INTERVAL`, so forged `kid`s cannot make us hammer the IdP.
+//! key) does not hide the others. The cache follows the IdP's rotation three ways:
+//! - **on a schedule**: keys are fresh for the JWKS response's `Cache-Control: max-age` (clamped to
+//!   `MIN_FRESH`..`MAX_FRESH`, `DEFAULT_FRESH` without one); stale keys are refetched before use,
+//!   and keys the IdP no longer publishes are dropped with them;
+//! - **on a `kid` never seen**: refetched at once, then that `kid` is remembered as unknown for
+//!   `UNKNOWN_KID_MEMORY` (bounded in count), so forged `kid`s cannot make us hammer the IdP, and
+//!   any refetch is at least `MIN_REFETCH_INTERVAL` after the previous one;
+//! - **on failure**: the keys we have stay in use; consecutive failures are counted so the provider
+//!   can re-run discovery (the `jwks_uri` may have moved).
+//!
+//! Times are tokio `Instant`s, so tests move the clock with `tokio::time::pause`/`advance`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -9,7 +19,47 @@ use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-pub const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// No two fetches closer than this, whatever triggers them.
+pub const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a `kid` that a refetch did not produce is not worth another refetch.
+pub const UNKNOWN_KID_MEMORY: Duration = Duration::from_secs(60);
+/// At most this many unknown `kid`s remembered; when full, the memory starts afresh.
+pub const MAX_UNKNOWN_KIDS: usize = 1024;
+pub const MIN_FRESH: Duration = Duration::from_secs(60);
+pub const MAX_FRESH: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_FRESH: Duration = Duration::from_secs(600);
+/// After a failed scheduled refetch, the keys count as fresh again for this long.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+
+/// One fetch of the key set: the usable keys and the response's `max-age`, if any.
+pub struct FetchedKeys {
+    pub keys: Vec<Jwk>,
+    pub max_age: Option<Duration>,
+}
+
+/// How long keys fetched with this `max-age` are fresh.
+pub fn freshness(max_age: Option<Duration>) -> Duration {
+    max_age.map_or(DEFAULT_FRESH, |age| age.clamp(MIN_FRESH, MAX_FRESH))
+}
+
+/// `max-age` from a `Cache-Control` value; `no-cache`/`no-store` count as zero (then `MIN_FRESH`).
+pub fn max_age(cache_control: &str) -> Option<Duration> {
+    let mut age = None;
+    for directive in cache_control.split(',').map(str::trim) {
+        let directive = directive.to_ascii_lowercase();
+        if directive == "no-cache" || directive == "no-store" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(seconds) = directive.strip_prefix("max-age=") {
+            age = seconds
+                .trim_matches('"')
+                .parse()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    age
+}
 
 /// Parses a JWKS document, keeping the signature keys we can use.
 pub fn parse_key_set(body: &[u8]) -> Result<Vec<Jwk>, String> {
@@ -37,26 +87,54 @@ pub fn parse_key_set(body: &[u8]) -> Result<Vec<Jwk>, String> {
         .collect())
 }
 
+struct KeySet {
+    keys: Arc<Vec<Jwk>>,
+    fresh_until: Instant,
+}
+
+/// What the refetch lock guards.
+#[derive(Default)]
+struct RefetchState {
+    last_fetch: Option<Instant>,
+    unknown_kids: HashMap<String, Instant>,
+    consecutive_failures: u32,
+}
+
 /// Cached keys plus what is needed to refresh them.
 pub struct JwksCache {
-    keys: RwLock<Arc<Vec<Jwk>>>,
+    current: RwLock<KeySet>,
     /// Held while refetching: concurrent misses wait for one fetch instead of each fetching.
-    refetch: Mutex<Option<Instant>>,
+    refetch: Mutex<RefetchState>,
 }
 
 impl JwksCache {
-    pub fn new(keys: Vec<Jwk>) -> Self {
+    /// Keys from discovery's fetch. That fetch does not hold back the next one: a `kid` the IdP
+    /// starts using right after our start is fetched at once.
+    pub fn new(fetched: FetchedKeys) -> Self {
         JwksCache {
-            keys: RwLock::new(Arc::new(keys)),
-            refetch: Mutex::new(Some(Instant::now())),
+            current: RwLock::new(KeySet {
+                keys: Arc::new(fetched.keys),
+                fresh_until: Instant::now() + freshness(fetched.max_age),
+            }),
+            refetch: Mutex::new(RefetchState::default()),
         }
     }
 
     pub fn keys(&self) -> Arc<Vec<Jwk>> {
-        self.keys
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        Arc::clone(&self.read().keys)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KeySet> {
+        self.current.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_stale(&self) -> bool {
+        Instant::now() >= self.read().fresh_until
+    }
+
+    /// Refetches failed in a row (reset by any success).
+    pub async fn consecutive_failures(&self) -> u32 {
+        self.refetch.lock().await.consecutive_failures
     }
 
     /// Keys that may verify a token with this `kid` (all keys when the token names none).
@@ -67,28 +145,86 @@ impl JwksCache {
             .collect()
     }
 
-    /// Refetches with `fetch` unless a fetch happened within `MIN_REFETCH_INTERVAL`; returns the
-    /// keys after that.
-    pub async fn refetch<F, Fut>(&self, fetch: F) -> Arc<Vec<Jwk>>
+    /// Before use: refetches keys past their freshness; on failure keeps them a little longer.
+    pub async fn refresh_if_stale<F, Fut>(&self, fetch: F) -> Arc<Vec<Jwk>>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Vec<Jwk>, String>>,
+        Fut: std::future::Future<Output = Result<FetchedKeys, String>>,
     {
-        let mut last_fetch = self.refetch.lock().await;
-        let recently = last_fetch.is_some_and(|at| at.elapsed() < MIN_REFETCH_INTERVAL);
-        if !recently {
-            *last_fetch = Some(Instant::now());
-            match fetch().await {
-                Ok(keys) => {
-                    *self
-                        .keys
-                        .write()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
-                }
-                Err(error) => tracing::warn!(%error, "refetching the IdP's JWKS failed"),
+        if self.is_stale() {
+            let mut state = self.refetch.lock().await;
+            // Another task may have refreshed them while we waited for the lock.
+            if self.is_stale() && !Self::fetched_recently(&state) {
+                self.fetch_into(&mut state, fetch).await;
             }
         }
         self.keys()
+    }
+
+    /// After a `kid` matched no key: refetches at once unless this `kid` was just looked for (or
+    /// any fetch happened within `MIN_REFETCH_INTERVAL`); returns the keys after that.
+    pub async fn refetch_for_unknown_kid<F, Fut>(
+        &self,
+        kid: Option<&str>,
+        fetch: F,
+    ) -> Arc<Vec<Jwk>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<FetchedKeys, String>>,
+    {
+        let mut state = self.refetch.lock().await;
+        let kid_key = kid.unwrap_or_default().to_owned();
+        let known_now = !Self::candidates(&self.keys(), kid).is_empty();
+        let remembered = state
+            .unknown_kids
+            .get(&kid_key)
+            .is_some_and(|since| since.elapsed() < UNKNOWN_KID_MEMORY);
+        if known_now || remembered || Self::fetched_recently(&state) {
+            return self.keys();
+        }
+        self.fetch_into(&mut state, fetch).await;
+        if Self::candidates(&self.keys(), kid).is_empty() {
+            if state.unknown_kids.len() >= MAX_UNKNOWN_KIDS {
+                state.unknown_kids.clear();
+            }
+            state.unknown_kids.insert(kid_key, Instant::now());
+        }
+        self.keys()
+    }
+
+    fn fetched_recently(state: &RefetchState) -> bool {
+        state
+            .last_fetch
+            .is_some_and(|at| at.elapsed() < MIN_REFETCH_INTERVAL)
+    }
+
+    async fn fetch_into<F, Fut>(&self, state: &mut RefetchState, fetch: F)
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<FetchedKeys, String>>,
+    {
+        state.last_fetch = Some(Instant::now());
+        let mut current = match fetch().await {
+            Ok(fetched) => {
+                state.consecutive_failures = 0;
+                KeySet {
+                    keys: Arc::new(fetched.keys),
+                    fresh_until: Instant::now() + freshness(fetched.max_age),
+                }
+            }
+            Err(error) => {
+                state.consecutive_failures += 1;
+                tracing::warn!(%error, failures = state.consecutive_failures, "refetching the IdP's JWKS failed; keeping the keys we have");
+                KeySet {
+                    keys: self.keys(),
+                    fresh_until: Instant::now() + RETRY_AFTER_FAILURE,
+                }
+            }
+        };
+        std::mem::swap(
+            &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
+            &mut current,
+        );
     }
 }
 
@@ -111,23 +247,144 @@ mod tests {
         assert!(parse_key_set(b"[]").is_err());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn refetch_is_rate_limited() {
-        let cache = JwksCache::new(Vec::new());
-        let fetches = std::sync::atomic::AtomicUsize::new(0);
-        let fetch = || async {
-            fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(Vec::new())
-        };
-        cache.refetch(fetch).await;
+    fn key(kid: &str) -> Jwk {
+        serde_json::from_value(serde_json::json!(
+            {"kty":"RSA","kid":kid,"use":"sig","alg":"RS256","n":"sXchTx0","e":"AQAB"}
+        ))
+        .unwrap()
+    }
+
+    fn kids(keys: &[Jwk]) -> Vec<String> {
+        keys.iter()
+            .filter_map(|k| k.common.key_id.clone())
+            .collect()
+    }
+
+    /// A JWKS endpoint whose answer the test changes, counting fetches.
+    struct Idp {
+        published: std::sync::Mutex<Result<Vec<&'static str>, ()>>,
+        max_age: Option<Duration>,
+        fetches: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Idp {
+        fn new(kids: Vec<&'static str>, max_age: Option<Duration>) -> Self {
+            Idp {
+                published: std::sync::Mutex::new(Ok(kids)),
+                max_age,
+                fetches: Default::default(),
+            }
+        }
+        fn publish(&self, kids: Result<Vec<&'static str>, ()>) {
+            *self.published.lock().unwrap() = kids;
+        }
+        fn fetches(&self) -> usize {
+            self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        async fn fetch(&self) -> Result<FetchedKeys, String> {
+            self.fetches
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match &*self.published.lock().unwrap() {
+                Ok(kids) => Ok(FetchedKeys {
+                    keys: kids.iter().map(|kid| key(kid)).collect(),
+                    max_age: self.max_age,
+                }),
+                Err(()) => Err("IdP down".into()),
+            }
+        }
+        fn cache(&self) -> JwksCache {
+            let kids = self.published.lock().unwrap().clone().unwrap();
+            JwksCache::new(FetchedKeys {
+                keys: kids.iter().map(|kid| key(kid)).collect(),
+                max_age: self.max_age,
+            })
+        }
+    }
+
+    #[test]
+    fn max_age_is_read_and_clamped() {
         assert_eq!(
-            fetches.load(std::sync::atomic::Ordering::SeqCst),
-            0,
-            "just fetched at start"
+            max_age("public, max-age=300"),
+            Some(Duration::from_secs(300))
         );
+        assert_eq!(max_age("no-cache"), Some(Duration::ZERO));
+        assert_eq!(max_age("private"), None);
+        assert_eq!(freshness(Some(Duration::ZERO)), MIN_FRESH);
+        assert_eq!(
+            freshness(Some(Duration::from_secs(10 * 24 * 3600))),
+            MAX_FRESH
+        );
+        assert_eq!(freshness(None), DEFAULT_FRESH);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_kid_right_after_start_is_fetched_at_once_and_forged_kids_are_remembered() {
+        let idp = Idp::new(vec!["k1"], None);
+        let cache = idp.cache();
+        idp.publish(Ok(vec!["k1", "k2"]));
+        let keys = cache
+            .refetch_for_unknown_kid(Some("k2"), || idp.fetch())
+            .await;
+        assert_eq!(
+            kids(&keys),
+            ["k1", "k2"],
+            "no waiting window after the startup fetch"
+        );
+        assert_eq!(idp.fetches(), 1);
+        // A forged kid: one fetch, then remembered.
         tokio::time::advance(MIN_REFETCH_INTERVAL).await;
-        cache.refetch(fetch).await;
-        cache.refetch(fetch).await;
-        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+        cache
+            .refetch_for_unknown_kid(Some("forged"), || idp.fetch())
+            .await;
+        assert_eq!(idp.fetches(), 2);
+        // Another forged kid within MIN_REFETCH_INTERVAL of a fetch waits its turn.
+        cache
+            .refetch_for_unknown_kid(Some("forged-2"), || idp.fetch())
+            .await;
+        assert_eq!(idp.fetches(), 2);
+        tokio::time::advance(MIN_REFETCH_INTERVAL).await;
+        cache
+            .refetch_for_unknown_kid(Some("forged"), || idp.fetch())
+            .await;
+        assert_eq!(idp.fetches(), 2, "remembered as unknown");
+        tokio::time::advance(UNKNOWN_KID_MEMORY).await;
+        cache
+            .refetch_for_unknown_kid(Some("forged"), || idp.fetch())
+            .await;
+        assert_eq!(idp.fetches(), 3, "forgotten after UNKNOWN_KID_MEMORY");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_keys_are_refetched_and_withdrawn_keys_dropped() {
+        let idp = Idp::new(vec!["old", "new"], Some(Duration::from_secs(120)));
+        let cache = idp.cache();
+        idp.publish(Ok(vec!["new"]));
+        cache.refresh_if_stale(|| idp.fetch()).await;
+        assert_eq!(idp.fetches(), 0, "fresh for max-age");
+        tokio::time::advance(Duration::from_secs(120)).await;
+        let keys = cache.refresh_if_stale(|| idp.fetch()).await;
+        assert_eq!(
+            kids(&keys),
+            ["new"],
+            "the withdrawn key is no longer trusted"
+        );
+        assert_eq!(idp.fetches(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_refetch_keeps_the_keys_and_counts() {
+        let idp = Idp::new(vec!["k1"], None);
+        let cache = idp.cache();
+        idp.publish(Err(()));
+        tokio::time::advance(DEFAULT_FRESH).await;
+        let keys = cache.refresh_if_stale(|| idp.fetch()).await;
+        assert_eq!(kids(&keys), ["k1"]);
+        assert_eq!(cache.consecutive_failures().await, 1);
+        cache.refresh_if_stale(|| idp.fetch()).await;
+        assert_eq!(idp.fetches(), 1, "retried only after RETRY_AFTER_FAILURE");
+        tokio::time::advance(RETRY_AFTER_FAILURE).await;
+        idp.publish(Ok(vec!["k1"]));
+        cache.refresh_if_stale(|| idp.fetch()).await;
+        assert_eq!(cache.consecutive_failures().await, 0);
     }
 }

@@ -16,9 +16,13 @@ use openidconnect::{
 use url::Url;
 
 use super::discovery::{self, DiscoveryError, ProviderMetadata};
-use super::http::{HttpError, IdpHttpClient};
+use super::http::{HttpError, IdpHttpClient, JsonDocument};
 use super::id_token::{self, Expectations, IdTokenClaims, IdTokenError};
-use super::jwks::{self, JwksCache};
+use super::jwks::{self, FetchedKeys, JwksCache};
+
+/// JWKS fetches failed in a row before discovery is run again.
+const REDISCOVER_AFTER_FAILURES: u32 = 3;
+const REDISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
 use super::logout_token::{self, LogoutClaims, RawLogoutClaims};
 use super::token::{self, RelyingPartyClient, TokenError, TokenSet};
 use super::{IdentityProvider, at_hash};
@@ -61,6 +65,8 @@ pub struct Provider {
     http: IdpHttpClient,
     clock: Arc<dyn Clock>,
     discovered: RwLock<Option<Arc<Discovered>>>,
+    /// When discovery was last re-run because the key set could not be fetched.
+    last_rediscovery: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 pub struct ProviderSettings {
@@ -102,6 +108,7 @@ impl Provider {
             http,
             clock,
             discovered: RwLock::new(None),
+            last_rediscovery: std::sync::Mutex::new(None),
         }))
     }
 
@@ -129,7 +136,7 @@ impl Provider {
     /// One discovery attempt: the discovery document, then the JWKS.
     pub async fn discover(&self) -> Result<(), ProviderError> {
         let url = discovery::discovery_url(&self.issuer)?;
-        let body = self.get(&url).await?;
+        let body = self.get(&url).await?.body;
         let metadata = discovery::parse(&self.issuer, &body)?;
         let keys = self.fetch_jwks(metadata.jwks_uri()).await?;
         let discovered = Discovered {
@@ -166,7 +173,7 @@ impl Provider {
         .set_token_uri(TokenUrl::from_url(metadata.token_endpoint().clone())))
     }
 
-    async fn get(&self, url: &Url) -> Result<Vec<u8>, ProviderError> {
+    async fn get(&self, url: &Url) -> Result<JsonDocument, ProviderError> {
         self.http
             .get_json(url)
             .await
@@ -176,8 +183,43 @@ impl Provider {
             })
     }
 
-    async fn fetch_jwks(&self, uri: &Url) -> Result<Vec<jsonwebtoken::jwk::Jwk>, ProviderError> {
-        jwks::parse_key_set(&self.get(uri).await?).map_err(ProviderError::Jwks)
+    async fn fetch_jwks(&self, uri: &Url) -> Result<FetchedKeys, ProviderError> {
+        let document = self.get(uri).await?;
+        Ok(FetchedKeys {
+            keys: jwks::parse_key_set(&document.body).map_err(ProviderError::Jwks)?,
+            max_age: document.cache_control.as_deref().and_then(jwks::max_age),
+        })
+    }
+
+    /// The same fetch with its error as text, for the JWKS cache.
+    async fn fetch_jwks_for_cache(&self, uri: &Url) -> Result<FetchedKeys, String> {
+        self.fetch_jwks(uri)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    /// When the key set cannot be fetched several times in a row, the IdP may have moved it: run
+    /// discovery again (at most once per `REDISCOVERY_INTERVAL`). A failure keeps what we have.
+    async fn rediscover_if_failing(&self, discovered: &Discovered) {
+        if discovered.jwks.consecutive_failures().await < REDISCOVER_AFTER_FAILURES {
+            return;
+        }
+        {
+            let mut last = self
+                .last_rediscovery
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|at| at.elapsed() < REDISCOVERY_INTERVAL) {
+                return;
+            }
+            *last = Some(tokio::time::Instant::now());
+        }
+        match self.discover().await {
+            Ok(()) => tracing::info!(issuer = %self.issuer, "OpenID Provider discovered again"),
+            Err(error) => {
+                tracing::warn!(issuer = %self.issuer, %error, "re-running discovery failed")
+            }
+        }
     }
 
     fn discovered(&self) -> Option<Arc<Discovered>> {
@@ -289,8 +331,9 @@ impl IdentityProvider for Provider {
 }
 
 impl Provider {
-    /// Runs `verify` with the keys matching the token's `kid`; on `UnknownKey`, refetches the JWKS
-    /// (rate-limited) and runs it once more: the IdP may have rotated its keys.
+    /// Runs `verify` with the keys matching the token's `kid` (refetched first when stale); on
+    /// `UnknownKey`, refetches the JWKS (see `JwksCache` for the limits) and runs it once more: the
+    /// IdP may have rotated its keys.
     async fn with_keys<T>(
         &self,
         discovered: &Discovered,
@@ -298,21 +341,22 @@ impl Provider {
         verify: impl Fn(&[jsonwebtoken::jwk::Jwk]) -> Result<T, IdTokenError>,
     ) -> Result<T, IdTokenError> {
         let (_, kid) = id_token::header(token, &self.allowed_algorithms)?;
-        let keys = discovered.jwks.keys();
-        match verify(&JwksCache::candidates(&keys, kid.as_deref())) {
+        let jwks_uri = discovered.metadata.jwks_uri();
+        let keys = discovered
+            .jwks
+            .refresh_if_stale(|| self.fetch_jwks_for_cache(jwks_uri))
+            .await;
+        let outcome = match verify(&JwksCache::candidates(&keys, kid.as_deref())) {
             Err(IdTokenError::UnknownKey) => {
-                let jwks_uri = discovered.metadata.jwks_uri().clone();
                 let keys = discovered
                     .jwks
-                    .refetch(|| async move {
-                        self.fetch_jwks(&jwks_uri)
-                            .await
-                            .map_err(|error| error.to_string())
-                    })
+                    .refetch_for_unknown_kid(kid.as_deref(), || self.fetch_jwks_for_cache(jwks_uri))
                     .await;
                 verify(&JwksCache::candidates(&keys, kid.as_deref()))
             }
             other => other,
-        }
+        };
+        self.rediscover_if_failing(discovered).await;
+        outcome
     }
 }

@@ -45,6 +45,11 @@ pub struct IdpState {
     pub token_endpoint_down: AtomicBool,
     /// Expect client_secret_post instead of client_secret_basic.
     pub expect_post_auth: AtomicBool,
+    /// Discovery documents and key sets served.
+    pub discoveries: AtomicUsize,
+    pub jwks_fetches: AtomicUsize,
+    /// Answer the JWKS endpoint with 503.
+    pub jwks_down: AtomicBool,
     /// Put an `at_hash` in ID tokens that does not match the access token.
     pub wrong_at_hash: AtomicBool,
     /// The IdP session id put in ID tokens (`sid`).
@@ -92,6 +97,9 @@ impl FakeIdp {
             token_endpoint_down: AtomicBool::new(false),
             expect_post_auth: AtomicBool::new(false),
             wrong_at_hash: AtomicBool::new(false),
+            discoveries: AtomicUsize::new(0),
+            jwks_fetches: AtomicUsize::new(0),
+            jwks_down: AtomicBool::new(false),
             session_id: Mutex::new("idp-session-1".into()),
         });
         let router = Router::new()
@@ -176,6 +184,7 @@ pub fn now() -> i64 {
 }
 
 async fn discovery(State(state): State<Arc<IdpState>>) -> Json<serde_json::Value> {
+    state.discoveries.fetch_add(1, Ordering::SeqCst);
     let issuer = &state.issuer;
     Json(json!({
         "issuer": issuer,
@@ -190,10 +199,14 @@ async fn discovery(State(state): State<Arc<IdpState>>) -> Json<serde_json::Value
     }))
 }
 
-async fn jwks(State(state): State<Arc<IdpState>>) -> Json<serde_json::Value> {
+async fn jwks(State(state): State<Arc<IdpState>>) -> Response {
+    state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    if state.jwks_down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let mut jwk = Jwk::from_encoding_key(&state.key, Algorithm::RS256).unwrap();
     jwk.common.key_id = Some(KID.into());
-    Json(json!({ "keys": [jwk] }))
+    Json(json!({ "keys": [jwk] })).into_response()
 }
 
 fn oauth_error(status: StatusCode, error: &str) -> Response {
