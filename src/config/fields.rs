@@ -224,7 +224,7 @@ pub(super) fn redis_tls(reader: &mut Reader, mode: Option<&RedisMode>) -> RedisT
 }
 
 /// The text of the PEM file named at `key`, which must contain `marker`. Never echoes contents.
-fn pem_file(reader: &mut Reader, key: &str, marker: &str) -> Option<String> {
+pub(super) fn pem_file(reader: &mut Reader, key: &str, marker: &str) -> Option<String> {
     let path = reader.string(key)?;
     match std::fs::read_to_string(&path) {
         Ok(text) if text.contains(marker) => Some(text),

@@ -171,6 +171,8 @@ pub struct Config {
     pub id_token_signing_algs: Vec<Algorithm>,
     pub leeway: Duration,
     pub http_timeout: Duration,
+    /// `ca_file`: PEM certificates trusted for the IdP besides the system's CA store.
+    pub idp_ca_pem: Option<String>,
 
     pub session_storage: SessionStorage,
     /// `memory.max_bytes`: the in-memory store's bound (keys and values); pending logins go first.

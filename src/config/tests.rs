@@ -247,3 +247,23 @@ fn secrets_come_from_files() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_idp_ca_file_must_hold_a_certificate() {
+    let dir = std::env::temp_dir().join(format!("oidc-authz-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_pem = dir.join("not-a-cert.txt");
+    std::fs::write(&not_pem, "hello").unwrap();
+    assert_eq!(
+        problems(&format!("{MINIMAL}ca_file: {}\n", not_pem.display())),
+        [format!(
+            "ca_file: {} holds no PEM `BEGIN CERTIFICATE`",
+            not_pem.display()
+        )]
+    );
+    assert_eq!(
+        problems(&format!("{MINIMAL}ca_file: /nonexistent/ca.crt\n")),
+        ["ca_file: cannot read /nonexistent/ca.crt: No such file or directory (os error 2)"]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

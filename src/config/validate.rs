@@ -164,6 +164,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     }
     let leeway = seconds(&mut reader, "leeway", 60);
     let http_timeout = seconds(&mut reader, "http_timeout", 10);
+    let idp_ca_pem = fields::pem_file(&mut reader, "ca_file", "-----BEGIN CERTIFICATE-----");
 
     let storage_kind = reader.choice_or(
         "session_storage",
@@ -359,6 +360,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         id_token_signing_algs,
         leeway,
         http_timeout,
+        idp_ca_pem,
         session_storage,
         memory_max_bytes,
         max_pending_logins,

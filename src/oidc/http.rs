@@ -1,5 +1,6 @@
 //! The one HTTP client that talks to the IdP: our own `reqwest` client (redirects never followed, so
-//! a hostile discovery document cannot point us at internal hosts; timeouts from config), wrapped so
+//! a hostile discovery document cannot point us at internal hosts; timeouts from config; TLS trusts
+//! the system's CA store plus `ca_file`), wrapped so
 //! that every response body is read with a size cap. It is the `AsyncHttpClient` the openidconnect
 //! crate sends its token requests through, and it fetches discovery documents and key sets.
 
@@ -42,8 +43,15 @@ pub struct IdpHttpClient {
 }
 
 impl IdpHttpClient {
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        let inner = reqwest::Client::builder()
+    /// `extra_ca_pem`: certificates trusted besides the system's CA store (a private CA).
+    pub fn new(timeout: Duration, extra_ca_pem: Option<&str>) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = extra_ca_pem {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem.as_bytes())? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let inner = builder
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout)

@@ -75,6 +75,7 @@ pub struct ProviderSettings {
     pub allowed_algorithms: Vec<Algorithm>,
     pub leeway: Duration,
     pub http_timeout: Duration,
+    pub ca_pem: Option<String>,
 }
 
 impl ProviderSettings {
@@ -89,6 +90,7 @@ impl ProviderSettings {
             allowed_algorithms: config.id_token_signing_algs.clone(),
             leeway: config.leeway,
             http_timeout: config.http_timeout,
+            ca_pem: config.idp_ca_pem.clone(),
         }
     }
 }
@@ -98,7 +100,7 @@ impl Provider {
         settings: ProviderSettings,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, ProviderError> {
-        let http = IdpHttpClient::new(settings.http_timeout)
+        let http = IdpHttpClient::new(settings.http_timeout, settings.ca_pem.as_deref())
             .map_err(|error| ProviderError::HttpClient(error.to_string()))?;
         Ok(Arc::new(Provider {
             issuer: settings.issuer,

@@ -58,6 +58,8 @@ pub struct IdpState {
 
 pub struct FakeIdp {
     pub issuer: String,
+    /// Where it listens (plain http).
+    pub addr: SocketAddr,
     pub state: Arc<IdpState>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -82,9 +84,15 @@ fn query_map(url: &url::Url) -> HashMap<String, String> {
 
 impl FakeIdp {
     pub async fn start() -> FakeIdp {
+        Self::start_with_issuer(None).await
+    }
+
+    /// An IdP whose issuer is `issuer` (e.g. the https address of a TLS proxy in front of it)
+    /// instead of its own http address, which `addr` returns.
+    pub async fn start_with_issuer(issuer: Option<String>) -> FakeIdp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
-        let issuer = format!("http://{addr}");
+        let issuer = issuer.unwrap_or_else(|| format!("http://{addr}"));
         let state = Arc::new(IdpState {
             issuer: issuer.clone(),
             key: EncodingKey::from_rsa_pem(RSA_PEM).unwrap(),
@@ -112,6 +120,7 @@ impl FakeIdp {
         });
         FakeIdp {
             issuer,
+            addr,
             state,
             server,
         }
