@@ -379,6 +379,14 @@ impl oidc_authz::session::SessionStore for IndexProbe {
     ) -> Result<bool, StoreError> {
         self.inner.put_if_absent(key, value, ttl).await
     }
+    async fn put_if_present(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_if_present(key, value, ttl).await
+    }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key).await
     }
@@ -387,6 +395,9 @@ impl oidc_authz::session::SessionStore for IndexProbe {
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
+    }
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        self.inner.delete_if_equals(key, expected).await
     }
     async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         self.inner.add_to_set(key, member, ttl).await
