@@ -131,9 +131,12 @@ impl Flow {
             record.refresh_token = refresh_token.expose().to_owned();
         }
         record.last_active_at = now;
-        self.sessions
-            .save(id, &record, lifetime::store_ttl(&record, now, &self.config))
-            .await?;
+        let ttl = lifetime::store_ttl(&record, now, &self.config);
+        if !self.sessions.update(id, &record, ttl).await? {
+            // Logged out while the IdP answered: the logout stands, the new tokens are dropped.
+            tracing::info!(subject = %record.subject, "session ended during its refresh");
+            return Ok(Refreshed::Ended);
+        }
         tracing::debug!(subject = %record.subject, "access token refreshed");
         self.metrics.record_refresh(RefreshOutcome::Refreshed);
         Ok(Refreshed::Fresh(record))

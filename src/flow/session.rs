@@ -98,13 +98,14 @@ impl Flow {
         }
         if write_back {
             record.last_active_at = now;
-            self.sessions
-                .save(
-                    &id,
-                    &record,
-                    lifetime::store_ttl(&record, now, &self.config),
-                )
-                .await?;
+            let ttl = lifetime::store_ttl(&record, now, &self.config);
+            if !self.sessions.update(&id, &record, ttl).await? {
+                // Logged out since we read it: the logout stands.
+                tracing::info!(subject = %record.subject, "session ended while in use");
+                return self
+                    .start_login(request, jar, vec![jar.clear(CookieKind::Session)])
+                    .await;
+            }
         }
 
         let mut set_cookies = Vec::new();
