@@ -269,21 +269,26 @@ impl Sessions {
         format!("refresh-lock:{}", hex(&labelled_hash("session id", &id.0)))
     }
 
-    /// Takes the session's refresh lock; `false` when another refresher holds it.
+    /// Takes the session's refresh lock as `holder` (a random token of the caller's) for `ttl`;
+    /// `false` when another refresher holds it.
     pub async fn try_lock_refresh(
         &self,
         id: &SessionId,
-        holder: Vec<u8>,
+        holder: &[u8],
         ttl: Duration,
     ) -> Result<bool, Error> {
         Ok(self
             .store
-            .put_if_absent(&Self::refresh_lock_key(id), holder, ttl)
+            .put_if_absent(&Self::refresh_lock_key(id), holder.to_vec(), ttl)
             .await?)
     }
 
-    pub async fn unlock_refresh(&self, id: &SessionId) -> Result<(), Error> {
-        self.store.delete(&Self::refresh_lock_key(id)).await?;
+    /// Releases the session's refresh lock if `holder` still holds it: a lock that expired under
+    /// a slow holder and was taken by another refresher stays theirs.
+    pub async fn unlock_refresh(&self, id: &SessionId, holder: &[u8]) -> Result<(), Error> {
+        self.store
+            .delete_if_equals(&Self::refresh_lock_key(id), holder)
+            .await?;
         Ok(())
     }
 
