@@ -55,6 +55,34 @@ pub(super) fn seconds(reader: &mut Reader, key: &str, default: u64) -> Duration 
     Duration::from_secs(reader.u64_or(key, default))
 }
 
+/// The ext_authz gRPC `timeout` of the shipped Envoy configurations (`envoy/*.yaml`).
+const ENVOY_EXT_AUTHZ_TIMEOUT_SECS: u64 = 10;
+/// The longest `http_timeout`: a Check may wait for two IdP requests in a row (the token
+/// endpoint, then a JWKS refetch for an ID token signed by a new key), and both, with the store
+/// round trips around them, must fit in Envoy's ext_authz timeout, or Envoy gives up on a Check
+/// that would have succeeded.
+pub(super) const MAX_HTTP_TIMEOUT_SECS: u64 = 4;
+const _: () = assert!(2 * MAX_HTTP_TIMEOUT_SECS < ENVOY_EXT_AUTHZ_TIMEOUT_SECS);
+
+/// `http_timeout`: seconds for each request to the IdP, 1 to `MAX_HTTP_TIMEOUT_SECS`.
+pub(super) fn http_timeout(reader: &mut Reader) -> Duration {
+    let key = "http_timeout";
+    let seconds = reader.u64_or(key, MAX_HTTP_TIMEOUT_SECS);
+    if seconds == 0 {
+        reader.error(key, "must be at least 1");
+    } else if seconds > MAX_HTTP_TIMEOUT_SECS {
+        reader.error(
+            key,
+            format!(
+                "{seconds} s is more than the maximum of {MAX_HTTP_TIMEOUT_SECS} s: a Check may \
+                 wait for two IdP requests in a row, and both must fit in Envoy's ext_authz \
+                 timeout ({ENVOY_EXT_AUTHZ_TIMEOUT_SECS} s in envoy/*.yaml)"
+            ),
+        );
+    }
+    Duration::from_secs(seconds.clamp(1, MAX_HTTP_TIMEOUT_SECS))
+}
+
 /// A secret given inline (`key`) or in a file (`key_file`), exactly one of them.
 pub(super) fn secret_text(reader: &mut Reader, key: &str) -> Option<String> {
     let inline = reader.string(key);

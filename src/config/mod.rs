@@ -170,6 +170,8 @@ pub struct Config {
     pub authorization_params: Vec<(String, String)>,
     pub id_token_signing_algs: Vec<Algorithm>,
     pub leeway: Duration,
+    /// Each IdP request's timeout, at most `MAX_HTTP_TIMEOUT_SECS` (4 s; see `fields.rs`); the
+    /// refresh lock's TTL is derived from it.
     pub http_timeout: Duration,
 
     pub session_storage: SessionStorage,

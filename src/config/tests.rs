@@ -50,6 +50,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert!(config.allowed_hosts.is_empty());
     assert_eq!(config.max_pending_logins, 10);
     assert_eq!(config.memory_max_bytes, 128 * 1024 * 1024);
+    assert_eq!(config.http_timeout, std::time::Duration::from_secs(4));
 }
 
 #[test]
@@ -246,4 +247,20 @@ fn secrets_come_from_files() {
         "new-key-new-key-new-key-new-key-new-key"
     );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn http_timeout_fits_twice_in_envoys_ext_authz_timeout() {
+    let with = |seconds: &str| format!("{MINIMAL}http_timeout: {seconds}\n");
+    let (config, _) = load_from_str(&with("1"), "test.yaml", env(&[])).unwrap();
+    assert_eq!(config.http_timeout, std::time::Duration::from_secs(1));
+    assert_eq!(
+        problems(&with("10")),
+        [
+            "http_timeout: 10 s is more than the maximum of 4 s: a Check may wait for two IdP \
+          requests in a row, and both must fit in Envoy's ext_authz timeout (10 s in \
+          envoy/*.yaml)"
+        ]
+    );
+    assert_eq!(problems(&with("0")), ["http_timeout: must be at least 1"]);
 }
