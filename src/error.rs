@@ -18,6 +18,9 @@ pub enum Error {
     ProviderNotReady,
     #[error("the OpenID Provider could not refresh the session: {0}")]
     RefreshUnavailable(TokenError),
+    /// The task a refresh runs in panicked or was cancelled (at shutdown).
+    #[error("the refresh of the session was interrupted")]
+    RefreshInterrupted,
 
     #[error("no authorization request can be built for this request: {0}")]
     AuthorizationRequest(#[from] InvalidAuthorizationRequest),
@@ -69,7 +72,8 @@ impl Error {
             Error::Store(_)
             | Error::Random(_)
             | Error::ProviderNotReady
-            | Error::RefreshUnavailable(_) => CouldNotDecide,
+            | Error::RefreshUnavailable(_)
+            | Error::RefreshInterrupted => CouldNotDecide,
             Error::AuthorizationRequest(_) => Deny {
                 status: 400,
                 message: "This address cannot be used to sign in.",

@@ -102,6 +102,45 @@ async fn an_unreachable_idp_during_refresh_fails_closed_and_keeps_the_session() 
     authz.stop().await;
 }
 
+/// Polls `condition` every 10 ms for at most 5 s.
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Issue 8, finding 4: a logout that lands while a refresh waits for the IdP is final. The
+/// refresh's write-back finds the session gone and brings nothing back.
+#[tokio::test]
+async fn a_logout_during_an_in_flight_refresh_leaves_the_session_gone() {
+    let (idp, authz, clock, _) = setup("").await;
+    idp.state.expires_in.store(60, Ordering::SeqCst);
+    let browser = logged_in(&idp, &authz).await;
+    let (mut refreshing_tab, mut logout_tab, mut later) =
+        (browser.clone(), browser.clone(), browser.clone());
+    idp.hold_refreshes();
+    clock.advance(61);
+    let refreshing =
+        tokio::spawn(async move { refreshing_tab.send(Req::navigate("/anything")).await });
+    wait_until("the refresh reached the IdP", || idp.refreshes() == 1).await;
+    assert_eq!(logout_tab.send(same_origin_logout()).await.status(), 302);
+    idp.release_refreshes();
+
+    let outcome = tokio::time::timeout(Duration::from_secs(10), refreshing)
+        .await
+        .expect("the refreshing Check answers")
+        .unwrap();
+    assert_eq!(outcome.status(), 302, "a new login: {outcome:?}");
+    let outcome = later.send(Req::navigate("/anything")).await;
+    assert_eq!(outcome.status(), 302, "still logged out: {outcome:?}");
+    assert_eq!(idp.refreshes(), 1);
+    authz.stop().await;
+}
+
 #[tokio::test]
 async fn idle_and_absolute_timeouts_end_sessions_on_the_server() {
     let (idp, authz, clock, _) =
@@ -379,6 +418,14 @@ impl oidc_authz::session::SessionStore for IndexProbe {
     ) -> Result<bool, StoreError> {
         self.inner.put_if_absent(key, value, ttl).await
     }
+    async fn put_if_present(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_if_present(key, value, ttl).await
+    }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key).await
     }
@@ -387,6 +434,9 @@ impl oidc_authz::session::SessionStore for IndexProbe {
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
+    }
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        self.inner.delete_if_equals(key, expected).await
     }
     async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         self.inner.add_to_set(key, member, ttl).await

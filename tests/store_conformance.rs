@@ -260,6 +260,118 @@ mod suite {
         }
     }
 
+    pub async fn put_if_present_semantics(store: Arc<dyn SessionStore>, t: Timing) {
+        let store = &*store;
+        let pip = |key: &'static str, value: &'static [u8], ttl: Duration| async move {
+            bounded(
+                "put_if_present",
+                store.put_if_present(key, value.to_vec(), ttl),
+            )
+            .await
+            .expect("put_if_present")
+        };
+        assert!(!pip("pip:k", b"never", t.long).await, "absent: refused");
+        assert_eq!(get(store, "pip:k").await, None, "and nothing written");
+
+        put(store, "pip:k", b"first", t.long).await;
+        assert!(pip("pip:k", b"second", t.long).await, "present: replaced");
+        assert_eq!(get(store, "pip:k").await.as_deref(), Some(&b"second"[..]));
+
+        // The TTL is replaced too, in both directions.
+        assert!(pip("pip:k", b"short", t.short).await);
+        put(store, "pip:j", b"short", t.short).await;
+        assert!(pip("pip:j", b"long", t.long).await);
+        outlive(t.short).await;
+        assert_eq!(get(store, "pip:k").await, None, "shorter TTL applied");
+        assert_eq!(get(store, "pip:j").await.as_deref(), Some(&b"long"[..]));
+
+        // Expired, deleted or taken: absent, and not brought back.
+        assert!(!pip("pip:k", b"after-expiry", t.long).await);
+        assert_eq!(get(store, "pip:k").await, None);
+        bounded("delete", store.delete("pip:j"))
+            .await
+            .expect("delete");
+        assert!(!pip("pip:j", b"after-delete", t.long).await);
+        assert_eq!(get(store, "pip:j").await, None);
+        put(store, "pip:t", b"v", t.long).await;
+        bounded("take", store.take("pip:t")).await.expect("take");
+        assert!(!pip("pip:t", b"after-take", t.long).await);
+        assert_eq!(get(store, "pip:t").await, None);
+    }
+
+    pub async fn put_if_present_racing_delete_never_revives(
+        store: Arc<dyn SessionStore>,
+        t: Timing,
+    ) {
+        const WRITERS: usize = 8;
+        for round in 0..5 {
+            let key = format!("race:pip:{round}");
+            put(&*store, &key, b"live", t.long).await;
+            let barrier = Arc::new(tokio::sync::Barrier::new(WRITERS + 1));
+            let mut tasks: Vec<_> = (0..WRITERS)
+                .map(|writer| {
+                    let (store, key, barrier) = (Arc::clone(&store), key.clone(), barrier.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        bounded(
+                            "put_if_present",
+                            store.put_if_present(&key, vec![writer as u8], t.long),
+                        )
+                        .await
+                        .map(drop)
+                    })
+                })
+                .collect();
+            let (deleter, deleted_key) = (Arc::clone(&store), key.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                bounded("delete", deleter.delete(&deleted_key)).await
+            }));
+            for task in tasks {
+                task.await.expect("task").expect("store call");
+            }
+            assert_eq!(
+                get(&*store, &key).await,
+                None,
+                "round {round}: the delete is never undone"
+            );
+        }
+    }
+
+    pub async fn delete_if_equals_semantics(store: Arc<dyn SessionStore>, t: Timing) {
+        let store = &*store;
+        let die = |key: &'static str, expected: &'static [u8]| async move {
+            bounded("delete_if_equals", store.delete_if_equals(key, expected))
+                .await
+                .expect("delete_if_equals")
+        };
+        assert!(!die("die:missing", b"x").await, "missing: nothing deleted");
+        assert_eq!(get(store, "die:missing").await, None, "and nothing made");
+
+        let holder: &[u8] = b"holder\0\r\n\xff";
+        put(store, "die:lock", holder, t.long).await;
+        for other in [&b"other"[..], b"holder", b"holder\0\r\n\xff!", b""] {
+            assert!(!die("die:lock", other).await, "{other:?} is not the holder");
+        }
+        assert_eq!(
+            get(store, "die:lock").await.as_deref(),
+            Some(holder),
+            "kept"
+        );
+        assert!(die("die:lock", holder).await, "the holder deletes");
+        assert_eq!(get(store, "die:lock").await, None);
+        assert!(!die("die:lock", holder).await, "once");
+
+        // An expired value is absent: nothing to compare, nothing deleted.
+        put(store, "die:short", b"h", t.short).await;
+        outlive(t.short).await;
+        assert!(!die("die:short", b"h").await);
+        // Another holder's value, written after the first one's expired, stays.
+        put(store, "die:short", b"next", t.long).await;
+        assert!(!die("die:short", b"h").await);
+        assert_eq!(get(store, "die:short").await.as_deref(), Some(&b"next"[..]));
+    }
+
     pub async fn sets_collect_members_and_take_empties(store: Arc<dyn SessionStore>, t: Timing) {
         let store = &*store;
         for member in ["session:c", "session:a", "session:b", "session:a", "ü/ß 😀"] {
@@ -610,6 +722,9 @@ conformance!(
     concurrent_takes_have_one_winner,
     put_if_absent_semantics,
     concurrent_put_if_absent_has_one_winner,
+    put_if_present_semantics,
+    put_if_present_racing_delete_never_revives,
+    delete_if_equals_semantics,
     sets_collect_members_and_take_empties,
     set_ttl_only_lengthens,
     concurrent_take_set_partitions_members,
@@ -663,9 +778,14 @@ async fn every_operation_is_unavailable(
         "put_if_absent",
         store.put_if_absent("k", b"v".to_vec(), ttl)
     );
+    expect_unavailable!(
+        "put_if_present",
+        store.put_if_present("k", b"v".to_vec(), ttl)
+    );
     expect_unavailable!("get", store.get("k"));
     expect_unavailable!("take", store.take("k"));
     expect_unavailable!("delete", store.delete("k"));
+    expect_unavailable!("delete_if_equals", store.delete_if_equals("k", b"v"));
     expect_unavailable!("add_to_set", store.add_to_set("s", "m", ttl));
     expect_unavailable!("remove_from_set", store.remove_from_set("s", "m"));
     expect_unavailable!("take_set", store.take_set("s"));
@@ -831,6 +951,25 @@ async fn redis_take_whose_reply_was_lost_is_an_error_not_a_retry() {
         Some(b"me".to_vec()),
         "ran once"
     );
+
+    // Releasing a lock and updating a present value are resent: the second send does what the
+    // first did (or finds that done), never someone else's work.
+    store.ping().await.expect("a fresh shared connection");
+    proxy.drop_next_reply();
+    bounded("delete_if_equals", store.delete_if_equals("lock", b"me"))
+        .await
+        .expect("a lost compare-and-delete reply is retried");
+    assert_eq!(raw.get("lock").await.unwrap(), None, "released");
+    store.put("session", b"v1".to_vec(), ttl).await.unwrap();
+    proxy.drop_next_reply();
+    let updated = bounded(
+        "put_if_present",
+        store.put_if_present("session", b"v2".to_vec(), ttl),
+    )
+    .await
+    .expect("a lost SET XX reply is retried");
+    assert!(updated, "the resent SET XX finds the key present");
+    assert_eq!(raw.get("session").await.unwrap(), Some(b"v2".to_vec()));
 
     // And the store goes on working on a fresh connection.
     store.ping().await.expect("ping after the lost replies");

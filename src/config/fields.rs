@@ -55,6 +55,40 @@ pub(super) fn seconds(reader: &mut Reader, key: &str, default: u64) -> Duration 
     Duration::from_secs(reader.u64_or(key, default))
 }
 
+/// `ext_authz_timeout`'s default: the ext_authz gRPC `timeout` of the shipped `envoy/*.yaml`.
+const DEFAULT_EXT_AUTHZ_TIMEOUT_SECS: u64 = 10;
+
+/// `http_timeout`: seconds for each request to the IdP. A Check may wait for two IdP requests in a
+/// row (the token endpoint, then a JWKS refetch for an ID token signed by a new key), and both,
+/// with the store round trips around them, must fit in Envoy's ext_authz timeout (`ext_authz_timeout`,
+/// which states Envoy's setting), or Envoy gives up on a Check that would have succeeded. So it is
+/// at most `(ext_authz_timeout - 1) / 2`, which is also its default (4 s for Envoy's 10 s).
+pub(super) fn http_timeout(reader: &mut Reader) -> Duration {
+    let envoy = reader.u64_or("ext_authz_timeout", DEFAULT_EXT_AUTHZ_TIMEOUT_SECS);
+    if envoy < 3 {
+        reader.error(
+            "ext_authz_timeout",
+            "must be at least 3 (Envoy's ext_authz timeout must fit two IdP requests of at least 1 s)",
+        );
+    }
+    let maximum = (envoy.saturating_sub(1) / 2).max(1);
+    let key = "http_timeout";
+    let seconds = reader.u64_or(key, maximum);
+    if seconds == 0 {
+        reader.error(key, "must be at least 1");
+    } else if seconds > maximum {
+        reader.error(
+            key,
+            format!(
+                "{seconds} s is more than the maximum of {maximum} s: a Check may wait for two IdP \
+                 requests in a row, and both must fit in Envoy's ext_authz timeout \
+                 (ext_authz_timeout: {envoy} s, as in envoy/*.yaml; raise both together)"
+            ),
+        );
+    }
+    Duration::from_secs(seconds.clamp(1, maximum))
+}
+
 /// A secret given inline (`key`) or in a file (`key_file`), exactly one of them.
 pub(super) fn secret_text(reader: &mut Reader, key: &str) -> Option<String> {
     let inline = reader.string(key);

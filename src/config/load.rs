@@ -104,6 +104,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "id_token_signing_algs",
     "leeway",
     "http_timeout",
+    "ext_authz_timeout",
     "ca_file",
     "session_storage",
     "memory",

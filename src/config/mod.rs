@@ -170,6 +170,8 @@ pub struct Config {
     pub authorization_params: Vec<(String, String)>,
     pub id_token_signing_algs: Vec<Algorithm>,
     pub leeway: Duration,
+    /// Each IdP request's timeout, at most `(ext_authz_timeout - 1) / 2` (see `fields.rs`); the
+    /// refresh lock's TTL is derived from it.
     pub http_timeout: Duration,
     /// `ca_file`: PEM certificates trusted for the IdP besides the system's CA store.
     pub idp_ca_pem: Option<String>,

@@ -50,6 +50,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert!(config.allowed_hosts.is_empty());
     assert_eq!(config.max_pending_logins, 10);
     assert_eq!(config.memory_max_bytes, 128 * 1024 * 1024);
+    assert_eq!(config.http_timeout, std::time::Duration::from_secs(4));
 }
 
 #[test]
@@ -266,4 +267,37 @@ fn the_idp_ca_file_must_hold_a_certificate() {
         ["ca_file: cannot read /nonexistent/ca.crt: No such file or directory (os error 2)"]
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn http_timeout_fits_twice_in_envoys_ext_authz_timeout() {
+    let with = |seconds: &str| format!("{MINIMAL}http_timeout: {seconds}\n");
+    let (config, _) = load_from_str(&with("1"), "test.yaml", env(&[])).unwrap();
+    assert_eq!(config.http_timeout, std::time::Duration::from_secs(1));
+    assert_eq!(
+        problems(&with("10")),
+        [
+            "http_timeout: 10 s is more than the maximum of 4 s: a Check may wait for two IdP \
+          requests in a row, and both must fit in Envoy's ext_authz timeout \
+          (ext_authz_timeout: 10 s, as in envoy/*.yaml; raise both together)"
+        ]
+    );
+    assert_eq!(problems(&with("0")), ["http_timeout: must be at least 1"]);
+    // Stating a longer Envoy timeout allows a longer http_timeout, and is the default's base.
+    let longer = format!("{MINIMAL}ext_authz_timeout: 25\nhttp_timeout: 10\n");
+    assert_eq!(
+        load_from_str(&longer, "test.yaml", env(&[]))
+            .unwrap()
+            .0
+            .http_timeout,
+        std::time::Duration::from_secs(10)
+    );
+    let (config, _) = load_from_str(MINIMAL, "test.yaml", env(&[])).unwrap();
+    assert_eq!(config.http_timeout, std::time::Duration::from_secs(4));
+    assert_eq!(
+        problems(&format!("{MINIMAL}ext_authz_timeout: 2\n")),
+        [
+            "ext_authz_timeout: must be at least 3 (Envoy's ext_authz timeout must fit two IdP requests of at least 1 s)"
+        ]
+    );
 }

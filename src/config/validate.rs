@@ -163,7 +163,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         reader.error("id_token_signing_algs", "must list at least one algorithm");
     }
     let leeway = seconds(&mut reader, "leeway", 60);
-    let http_timeout = seconds(&mut reader, "http_timeout", 10);
+    let http_timeout = http_timeout(&mut reader);
     let idp_ca_pem = fields::pem_file(&mut reader, "ca_file", "-----BEGIN CERTIFICATE-----");
 
     let storage_kind = reader.choice_or(

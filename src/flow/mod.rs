@@ -36,7 +36,8 @@ pub struct Flow {
     sessions: Sessions,
     provider: Arc<dyn IdentityProvider>,
     clock: Arc<dyn Clock>,
-    metrics: Metrics,
+    /// Shared with refreshes running in their own tasks (`refresh::Refresher`).
+    metrics: Arc<Metrics>,
     cookie_names: cookies::CookieNames,
 }
 
@@ -55,7 +56,7 @@ impl Flow {
             sessions,
             provider,
             clock,
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
         }
     }
 

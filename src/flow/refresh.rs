@@ -1,27 +1,54 @@
 //! Refreshing a session's access token, single-flight across threads and replicas: the refresher
-//! holds a short lock in the session store (`SET NX PX`); everyone else re-reads the session until
-//! the refresher has written it. A rotating refresh token is therefore used exactly once.
+//! holds a lock in the session store (`SET NX PX`, released by compare-and-delete so that only its
+//! holder can release it); everyone else re-reads the session until the refresher has written it.
+//! A rotating refresh token is therefore used exactly once.
+//!
+//! The lock's holder runs in a task of its own (`Refresher`, `tokio::spawn`): Envoy cancelling a
+//! Check (its ext_authz timeout) drops the Check's future, but not a refresh that may already have
+//! made the IdP rotate the refresh token, so the new one is still stored and the lock released.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Flow, lifetime};
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::crypto::random::random_bytes;
 use crate::error::Error;
-use crate::metrics::RefreshOutcome;
+use crate::metrics::{Metrics, RefreshOutcome};
+use crate::oidc::IdentityProvider;
 use crate::secret::Secret;
-use crate::session::{SessionId, SessionRecord};
+use crate::session::{SessionId, SessionRecord, Sessions};
 
-/// How long a refresh lock lives if its holder dies; longer than one token request.
-const LOCK_TTL: Duration = Duration::from_secs(15);
-/// How long a waiter waits for someone else's refresh before giving up (fail closed).
-const WAIT_LIMIT: Duration = Duration::from_secs(15);
+/// What a refresh holds the lock for besides its two IdP requests: a few store round trips (each
+/// bounded by `redis.command_timeout_ms`, 1 s by default).
+const LOCK_STORE_ALLOWANCE: Duration = Duration::from_secs(5);
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+/// How long a refresh lock lives if its holder dies, and how long others wait for it: longer than
+/// a refresh can take, which is two IdP requests in a row (the token endpoint, then a JWKS
+/// refetch for an ID token signed by a new key), each bounded by `http_timeout`, plus store round
+/// trips. A lock that expired under a live holder would let a second refresher reuse the refresh
+/// token.
+pub(super) fn refresh_lock_ttl(http_timeout: Duration) -> Duration {
+    2 * http_timeout + LOCK_STORE_ALLOWANCE
+}
 
 pub(super) enum Refreshed {
     Fresh(SessionRecord),
-    /// The session is over (refresh refused, or no refresh token and the token expired); it has
-    /// been deleted.
+    /// The session is over (refresh refused, no refresh token and the token expired, or logged
+    /// out meanwhile); it has been deleted.
     Ended,
+}
+
+/// Everything one refresh needs, owned, so that it can run in a task of its own. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct Refresher {
+    config: Arc<Config>,
+    sessions: Sessions,
+    provider: Arc<dyn IdentityProvider>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
 }
 
 impl Flow {
@@ -39,31 +66,14 @@ impl Flow {
             // Still valid for a moment, and nothing to refresh with: use it until it expires.
             return Ok(Refreshed::Fresh(record));
         }
-        let lock_token = random_bytes::<16>()?.to_vec();
-        let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+        let holder = random_bytes::<16>()?.to_vec();
+        let lock_ttl = refresh_lock_ttl(self.config.http_timeout);
+        let deadline = tokio::time::Instant::now() + lock_ttl;
         let mut record = record;
+        // Bounded by `deadline`: at most `lock_ttl / POLL_INTERVAL` rounds.
         loop {
-            if self
-                .sessions
-                .try_lock_refresh(id, lock_token.clone(), LOCK_TTL)
-                .await?
-            {
-                // Someone may have refreshed between our read and our lock.
-                let current = match self.sessions.load(id).await? {
-                    Some(loaded) => loaded.record,
-                    None => {
-                        self.sessions.unlock_refresh(id).await?;
-                        return Ok(Refreshed::Ended);
-                    }
-                };
-                let result =
-                    if lifetime::needs_refresh(&current, self.clock.now_unix(), &self.config) {
-                        self.refresh_now(id, current).await
-                    } else {
-                        Ok(Refreshed::Fresh(current))
-                    };
-                self.sessions.unlock_refresh(id).await?;
-                return result;
+            if let Some(refreshed) = self.refresh_detached(*id, &holder, lock_ttl).await? {
+                return Ok(refreshed);
             }
             tokio::time::sleep(POLL_INTERVAL).await;
             match self.sessions.load(id).await? {
@@ -80,6 +90,62 @@ impl Flow {
                     ),
                 ));
             }
+        }
+    }
+
+    /// Takes the lock and refreshes in a task of its own, which runs to the end even if this
+    /// Check is dropped; `None` when someone else holds the lock.
+    async fn refresh_detached(
+        &self,
+        id: SessionId,
+        holder: &[u8],
+        lock_ttl: Duration,
+    ) -> Result<Option<Refreshed>, Error> {
+        let refresher = self.refresher();
+        let holder = holder.to_vec();
+        tokio::spawn(async move { refresher.refresh_if_unlocked(&id, &holder, lock_ttl).await })
+            .await
+            .map_err(|_| Error::RefreshInterrupted)?
+    }
+
+    fn refresher(&self) -> Refresher {
+        Refresher {
+            config: Arc::clone(&self.config),
+            sessions: self.sessions.clone(),
+            provider: Arc::clone(&self.provider),
+            clock: Arc::clone(&self.clock),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+}
+
+impl Refresher {
+    /// Takes the lock as `holder`, refreshes, and releases the lock if it is still ours; `None`
+    /// when someone else holds it.
+    async fn refresh_if_unlocked(
+        &self,
+        id: &SessionId,
+        holder: &[u8],
+        lock_ttl: Duration,
+    ) -> Result<Option<Refreshed>, Error> {
+        if !self.sessions.try_lock_refresh(id, holder, lock_ttl).await? {
+            return Ok(None);
+        }
+        let refreshed = self.refresh_locked(id).await;
+        self.sessions.unlock_refresh(id, holder).await?;
+        refreshed.map(Some)
+    }
+
+    /// Holding the lock: re-reads the session, since someone may have refreshed it between our
+    /// read and our lock, and refreshes it if that is still due.
+    async fn refresh_locked(&self, id: &SessionId) -> Result<Refreshed, Error> {
+        let Some(loaded) = self.sessions.load(id).await? else {
+            return Ok(Refreshed::Ended);
+        };
+        if lifetime::needs_refresh(&loaded.record, self.clock.now_unix(), &self.config) {
+            self.refresh_now(id, loaded.record).await
+        } else {
+            Ok(Refreshed::Fresh(loaded.record))
         }
     }
 
@@ -114,7 +180,7 @@ impl Flow {
             {
                 Ok(claims) if claims.subject == record.subject => {
                     record.id_token = id_token.expose().to_owned();
-                    record.claims = self.header_claims(&claims.claims);
+                    record.claims = super::session::header_claims(&self.config, &claims.claims);
                 }
                 Ok(_) | Err(_) => {
                     tracing::warn!(subject = %record.subject, "refreshed ID token is invalid or for another subject; session ended");
@@ -131,9 +197,12 @@ impl Flow {
             record.refresh_token = refresh_token.expose().to_owned();
         }
         record.last_active_at = now;
-        self.sessions
-            .save(id, &record, lifetime::store_ttl(&record, now, &self.config))
-            .await?;
+        let ttl = lifetime::store_ttl(&record, now, &self.config);
+        if !self.sessions.update(id, &record, ttl).await? {
+            // Logged out while the IdP answered: the logout stands, the new tokens are dropped.
+            tracing::info!(subject = %record.subject, "session ended during its refresh");
+            return Ok(Refreshed::Ended);
+        }
         tracing::debug!(subject = %record.subject, "access token refreshed");
         self.metrics.record_refresh(RefreshOutcome::Refreshed);
         Ok(Refreshed::Fresh(record))

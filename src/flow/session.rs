@@ -98,13 +98,14 @@ impl Flow {
         }
         if write_back {
             record.last_active_at = now;
-            self.sessions
-                .save(
-                    &id,
-                    &record,
-                    lifetime::store_ttl(&record, now, &self.config),
-                )
-                .await?;
+            let ttl = lifetime::store_ttl(&record, now, &self.config);
+            if !self.sessions.update(&id, &record, ttl).await? {
+                // Logged out since we read it: the logout stands.
+                tracing::info!(subject = %record.subject, "session ended while in use");
+                return self
+                    .start_login(request, jar, vec![jar.clear(CookieKind::Session)])
+                    .await;
+            }
         }
 
         let mut set_cookies = Vec::new();
@@ -117,27 +118,6 @@ impl Flow {
             ));
         }
         Ok(self.allow(request, jar, &record, set_cookies))
-    }
-
-    /// The configured claims (`upstream_headers_claims`) as header-safe text: strings as they
-    /// are, other JSON values (numbers, lists) as JSON, control characters dropped.
-    pub(super) fn header_claims(
-        &self,
-        claims: &serde_json::Map<String, serde_json::Value>,
-    ) -> std::collections::HashMap<String, String> {
-        self.config
-            .upstream_claim_headers
-            .iter()
-            .filter_map(|(claim, _)| {
-                let text = match claims.get(claim)? {
-                    serde_json::Value::Null => return None,
-                    serde_json::Value::String(text) => text.clone(),
-                    other => other.to_string(),
-                };
-                let text: String = text.chars().filter(|c| !c.is_control()).collect();
-                Some((claim.clone(), text))
-            })
-            .collect()
     }
 
     /// Lets the request through with our headers set and any client copy of them replaced, and
@@ -194,4 +174,25 @@ impl Flow {
             set_cookies,
         }
     }
+}
+
+/// The configured claims (`upstream_headers_claims`) as header-safe text: strings as they are,
+/// other JSON values (numbers, lists) as JSON, control characters dropped.
+pub(super) fn header_claims(
+    config: &config::Config,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> std::collections::HashMap<String, String> {
+    config
+        .upstream_claim_headers
+        .iter()
+        .filter_map(|(claim, _)| {
+            let text = match claims.get(claim)? {
+                serde_json::Value::Null => return None,
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let text: String = text.chars().filter(|c| !c.is_control()).collect();
+            Some((claim.clone(), text))
+        })
+        .collect()
 }

@@ -218,6 +218,21 @@ impl SessionStore for MemoryStore {
         Ok(true)
     }
 
+    async fn put_if_present(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if inner.live(key, now).is_none() {
+            return Ok(false);
+        }
+        inner.insert(key, Value::Bytes(value), now + ttl, now);
+        Ok(true)
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut inner = self.lock();
         Ok(match inner.live(key, Instant::now()) {
@@ -239,6 +254,18 @@ impl SessionStore for MemoryStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.lock().remove(key);
         Ok(())
+    }
+
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let holds_expected = matches!(
+            inner.live(key, Instant::now()),
+            Some(Entry { value: Value::Bytes(bytes), .. }) if bytes.as_slice() == expected
+        );
+        if holds_expected {
+            inner.remove(key);
+        }
+        Ok(holds_expected)
     }
 
     async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {

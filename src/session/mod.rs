@@ -129,16 +129,20 @@ impl Sessions {
         Some((record, opened.sealed_by_old_key))
     }
 
-    pub async fn save(
+    /// Writes back a session that exists: activity, a refreshed token, a move to the current key.
+    /// Returns `false`, writing nothing, when the session is gone: a logout (RP or back-channel)
+    /// that landed between the caller's read and this write is final, so the caller must treat
+    /// the session as ended. (An unconditional write would bring it back with a full TTL, out of
+    /// the back-channel indexes its logout emptied.)
+    pub async fn update(
         &self,
         id: &SessionId,
         record: &SessionRecord,
         ttl: Duration,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let key = Self::session_key(id);
         let sealed = self.sealed(&key, record)?;
-        self.store.put(&key, sealed, ttl).await?;
-        Ok(())
+        Ok(self.store.put_if_present(&key, sealed, ttl).await?)
     }
 
     /// `None` when there is no such session, or it cannot be opened with any of our keys (a removed
@@ -191,7 +195,7 @@ impl Sessions {
         keys
     }
 
-    /// Saves a new session and indexes it by the IdP's `sid` and by `sub`, so a back-channel
+    /// Stores a new session (unconditionally: a fresh random id) and indexes it by the IdP's `sid` and by `sub`, so a back-channel
     /// logout can find it. The index lives as long as the session can (`max_lifetime`, the
     /// absolute timeout), not just as long as its first TTL: activity extends the session without
     /// touching the index.
@@ -202,8 +206,9 @@ impl Sessions {
         ttl: Duration,
         max_lifetime: Duration,
     ) -> Result<(), Error> {
-        self.save(id, record, ttl).await?;
         let key = Self::session_key(id);
+        let sealed = self.sealed(&key, record)?;
+        self.store.put(&key, sealed, ttl).await?;
         for index in Self::index_keys(record) {
             self.store.add_to_set(&index, &key, max_lifetime).await?;
         }
@@ -264,21 +269,26 @@ impl Sessions {
         format!("refresh-lock:{}", hex(&labelled_hash("session id", &id.0)))
     }
 
-    /// Takes the session's refresh lock; `false` when another refresher holds it.
+    /// Takes the session's refresh lock as `holder` (a random token of the caller's) for `ttl`;
+    /// `false` when another refresher holds it.
     pub async fn try_lock_refresh(
         &self,
         id: &SessionId,
-        holder: Vec<u8>,
+        holder: &[u8],
         ttl: Duration,
     ) -> Result<bool, Error> {
         Ok(self
             .store
-            .put_if_absent(&Self::refresh_lock_key(id), holder, ttl)
+            .put_if_absent(&Self::refresh_lock_key(id), holder.to_vec(), ttl)
             .await?)
     }
 
-    pub async fn unlock_refresh(&self, id: &SessionId) -> Result<(), Error> {
-        self.store.delete(&Self::refresh_lock_key(id)).await?;
+    /// Releases the session's refresh lock if `holder` still holds it: a lock that expired under
+    /// a slow holder and was taken by another refresher stays theirs.
+    pub async fn unlock_refresh(&self, id: &SessionId, holder: &[u8]) -> Result<(), Error> {
+        self.store
+            .delete_if_equals(&Self::refresh_lock_key(id), holder)
+            .await?;
         Ok(())
     }
 

@@ -1,10 +1,12 @@
 //! The Redis store, for replicas that share sessions: one Redis, a Redis Cluster, or a master found
 //! through Redis Sentinel (`RedisTopology`). Every command goes over one shared multiplexed
 //! connection (one round trip each, concurrent commands pipelined), replaced after an error; every
-//! command has a timeout so a hung Redis turns into an error (fail closed), not a hung Check. Single-use values
-//! are taken with `GETDEL` (Redis 6.2+), locks use `SET NX PX`. A command that failed on a broken
-//! connection is sent once more on a fresh one only if it is idempotent (`Replay`): takes and locks
-//! never are, since their lost reply cannot be told from a lost request.
+//! command has a timeout so a hung Redis turns into an error (fail closed), not a hung Check.
+//! Single-use values are taken with `GETDEL` (Redis 6.2+); locks are taken with `SET NX PX` and
+//! released by their holder only (a compare-and-delete script); sessions are updated with `SET XX`,
+//! so an update cannot bring back a session a logout deleted. A command that failed on a broken
+//! connection is sent once more on a fresh one only if it is idempotent (`Replay`): takes and lock
+//! acquisitions never are, since their lost reply cannot be told from a lost request.
 //!
 //! Cluster: every command and every `MULTI` pipeline here touches exactly one key, hence one hash
 //! slot, so each runs on the one node owning it (redirections are followed by the client); `PING`
@@ -163,7 +165,8 @@ enum Request {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Replay {
     /// Sending it twice does what sending it once does, and the second reply is as true as the
-    /// first: `GET`, `SET`, `DEL`, `SREM`, `SADD`+`PEXPIRE NX|GT`, `PING`.
+    /// first: `GET`, `SET`, `SET XX`, `DEL`, compare-and-delete (`EVAL`), `SREM`,
+    /// `SADD`+`PEXPIRE NX|GT`, `PING`.
     Safe,
     /// The first send may have done the work, and a second would report that work as someone
     /// else's: a retried `GETDEL` or `SMEMBERS`+`DEL` finds nothing (a back-channel logout would
@@ -194,6 +197,11 @@ pub struct RedisStore {
     key_prefix: String,
     command_timeout: Duration,
 }
+
+/// Compare-and-delete in one step (Redis 7.0 has no conditional `DEL`): one key, so one Cluster
+/// slot.
+const DELETE_IF_EQUALS_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('DEL', KEYS[1]) else return 0 end";
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(error.to_string())
@@ -483,6 +491,24 @@ impl SessionStore for RedisStore {
         Ok(reply.is_some())
     }
 
+    async fn put_if_present(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut set = redis::cmd("SET");
+        set.arg(self.key(key))
+            .arg(value)
+            .arg("XX")
+            .arg("PX")
+            .arg(millis(ttl));
+        // Resent after a lost reply, it finds its own value there and writes it again (true), or
+        // finds the key deleted since and writes nothing (false, and true to the caller's intent).
+        let reply: Option<String> = self.run(&Request::Command(set), Replay::Safe).await?;
+        Ok(reply.is_some())
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut get = redis::cmd("GET");
         get.arg(self.key(key));
@@ -499,6 +525,18 @@ impl SessionStore for RedisStore {
         let mut del = redis::cmd("DEL");
         del.arg(self.key(key));
         self.run::<()>(&Request::Command(del), Replay::Safe).await
+    }
+
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(DELETE_IF_EQUALS_SCRIPT)
+            .arg(1)
+            .arg(self.key(key))
+            .arg(expected);
+        // Resent after a lost reply, it finds the key gone and deletes nothing: the same end state
+        // (see the trait: the answer may then be `false`).
+        let deleted: i64 = self.run(&Request::Command(eval), Replay::Safe).await?;
+        Ok(deleted == 1)
     }
 
     async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {

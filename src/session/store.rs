@@ -28,12 +28,28 @@ pub trait SessionStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<bool, StoreError>;
 
+    /// Replaces the value under `key`, and its TTL, only if `key` is present; says whether it did.
+    /// One atomic step: of an update and a `delete`/`take` racing, the deletion is never undone.
+    /// Used to write back sessions, which a logout may have ended meanwhile.
+    async fn put_if_present(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Returns and removes the value in one atomic step: of two concurrent takes, one wins.
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Deletes `key` only if it holds exactly `expected`, in one atomic step. Used to release a
+    /// lock only by its holder: a lock that expired and was taken by someone else stays theirs.
+    /// Says whether it deleted; after a lost reply (Redis) it may say `false` having deleted, so
+    /// callers must not depend on the answer beyond logging it.
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError>;
 
     /// Adds `member` to the set at `key` and extends the set's life to at least `ttl`.
     async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError>;

@@ -24,10 +24,8 @@ async fn the_store_sees_neither_the_id_nor_the_tokens() {
     let store = Arc::new(MemoryStore::new());
     let sessions = sessions(store.clone(), &[KEY_A]);
     let id = SessionId([9; 16]);
-    sessions
-        .save(&id, &record(), Duration::from_secs(60))
-        .await
-        .unwrap();
+    let ttl = Duration::from_secs(60);
+    sessions.create(&id, &record(), ttl, ttl).await.unwrap();
     let key = Sessions::session_key(&id);
     assert!(!key.contains(&hex(&id.0)));
     let raw = store.get(&key).await.unwrap().unwrap();
@@ -87,12 +85,36 @@ async fn pending_logins_are_single_use() {
 async fn rotated_keys_open_old_sessions_and_removed_keys_do_not() {
     let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
     let id = SessionId([1; 16]);
+    let ttl = Duration::from_secs(60);
     sessions(store.clone(), &[KEY_A])
-        .save(&id, &record(), Duration::from_secs(60))
+        .create(&id, &record(), ttl, ttl)
         .await
         .unwrap();
     let rotated = sessions(store.clone(), &[KEY_B, KEY_A]);
     assert!(rotated.load(&id).await.unwrap().unwrap().sealed_by_old_key);
     let removed = sessions(store, &[KEY_B]);
     assert!(removed.load(&id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_update_writes_back_only_a_session_that_still_exists() {
+    let sessions = sessions(Arc::new(MemoryStore::new()), &[KEY_A]);
+    let ttl = Duration::from_secs(60);
+    let id = SessionId([5; 16]);
+    assert!(
+        !sessions.update(&id, &record(), ttl).await.unwrap(),
+        "never created"
+    );
+    assert!(sessions.load(&id).await.unwrap().is_none());
+    sessions.create(&id, &record(), ttl, ttl).await.unwrap();
+    let refreshed = SessionRecord {
+        access_token: "refreshed".into(),
+        ..record()
+    };
+    assert!(sessions.update(&id, &refreshed, ttl).await.unwrap());
+    assert_eq!(sessions.load(&id).await.unwrap().unwrap().record, refreshed);
+    // Ended while the caller held the record: the update brings nothing back.
+    sessions.end(&id, &refreshed).await.unwrap();
+    assert!(!sessions.update(&id, &refreshed, ttl).await.unwrap());
+    assert!(sessions.load(&id).await.unwrap().is_none());
 }

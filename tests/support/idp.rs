@@ -54,7 +54,15 @@ pub struct IdpState {
     pub wrong_at_hash: AtomicBool,
     /// The IdP session id put in ID tokens (`sid`).
     pub session_id: Mutex<String>,
+    /// While set, a refresh is answered only after `FakeIdp::release_refreshes` (or 10 s): the
+    /// refresh token is rotated at once, as a real IdP does when the request arrives, and only the
+    /// answer waits. For races with a refresh in flight.
+    pub hold_refreshes: AtomicBool,
+    refresh_answers: tokio::sync::Semaphore,
 }
+
+/// How long a held refresh waits for `release_refreshes` at most.
+const HELD_REFRESH_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct FakeIdp {
     pub issuer: String,
@@ -109,6 +117,8 @@ impl FakeIdp {
             jwks_fetches: AtomicUsize::new(0),
             jwks_down: AtomicBool::new(false),
             session_id: Mutex::new("idp-session-1".into()),
+            hold_refreshes: AtomicBool::new(false),
+            refresh_answers: tokio::sync::Semaphore::new(0),
         });
         let router = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -319,13 +329,32 @@ async fn token(
             if known.is_none() {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             }
-            tokens(&state, n, None)
+            let answer = tokens(&state, n, None);
+            if state.hold_refreshes.load(Ordering::SeqCst) {
+                let released =
+                    tokio::time::timeout(HELD_REFRESH_LIMIT, state.refresh_answers.acquire()).await;
+                if let Ok(Ok(permit)) = released {
+                    permit.forget();
+                }
+            }
+            answer
         }
         _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     }
 }
 
 impl FakeIdp {
+    /// Holds the answers to refresh requests until `release_refreshes` (see `hold_refreshes`).
+    pub fn hold_refreshes(&self) {
+        self.state.hold_refreshes.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets one held refresh answer, and stops holding later ones.
+    pub fn release_refreshes(&self) {
+        self.state.hold_refreshes.store(false, Ordering::SeqCst);
+        self.state.refresh_answers.add_permits(1);
+    }
+
     /// Forgets every refresh token: the next refresh gets `invalid_grant`.
     pub fn revoke_refresh_tokens(&self) {
         self.state.refresh_tokens.lock().unwrap().clear();

@@ -72,6 +72,15 @@ impl SessionStore for SwitchableStore {
         self.check()?;
         self.inner.put_if_absent(key, value, ttl).await
     }
+    async fn put_if_present(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.put_if_present(key, value, ttl).await
+    }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.check()?;
         self.inner.get(key).await
@@ -83,6 +92,10 @@ impl SessionStore for SwitchableStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.check()?;
         self.inner.delete(key).await
+    }
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete_if_equals(key, expected).await
     }
     async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         self.check()?;

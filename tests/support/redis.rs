@@ -18,6 +18,9 @@ use oidc_authz::session::store::SessionStore;
 /// How long a starting redis-server may take to answer PING.
 const REDIS_START_BOUND: Duration = Duration::from_secs(10);
 pub const REDIS_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+/// Over TLS a command may include a handshake (to the sentinel, then the master), which on a
+/// loaded 2-core machine has taken more than 500 ms.
+pub const REDIS_TLS_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long `redis-cli --cluster create` may take, and then the cluster to report `ok`.
 const CLUSTER_CREATE_BOUND: Duration = Duration::from_secs(60);
@@ -865,7 +868,7 @@ impl TlsRedis {
                 &self.ca_only(),
                 key_prefix,
                 8,
-                REDIS_COMMAND_TIMEOUT,
+                REDIS_TLS_COMMAND_TIMEOUT,
             )
             .expect("tls pool"),
         )
@@ -894,7 +897,7 @@ impl TlsSentinel {
             client_pem: None,
         };
         Arc::new(
-            RedisStore::with_tls(&topology, &tls, key_prefix, 8, REDIS_COMMAND_TIMEOUT)
+            RedisStore::with_tls(&topology, &tls, key_prefix, 8, REDIS_TLS_COMMAND_TIMEOUT)
                 .expect("tls sentinel pool"),
         )
     }
