@@ -106,14 +106,12 @@ mod tests {
         let url = authorization_url(
             &metadata(),
             &AuthorizationRequest {
-                client_id: "envoy",
-                redirect_uri: "https://app.example/callback",
-                scopes: &scopes,
                 state: "state-1",
                 nonce: "nonce-1",
                 pkce_verifier: Some(VERIFIER),
                 response_mode: Some("form_post"),
                 extra_params: &extra,
+                ..request_like(&scopes)
             },
         )
         .unwrap();
@@ -142,20 +140,7 @@ mod tests {
     #[test]
     fn without_pkce_or_response_mode_neither_is_sent() {
         let scopes = ["openid".to_owned()];
-        let url = authorization_url(
-            &metadata(),
-            &AuthorizationRequest {
-                client_id: "envoy",
-                redirect_uri: "https://app.example/callback",
-                scopes: &scopes,
-                state: "s",
-                nonce: "n",
-                pkce_verifier: None,
-                response_mode: None,
-                extra_params: &[],
-            },
-        )
-        .unwrap();
+        let url = authorization_url(&metadata(), &request_like(&scopes)).unwrap();
         let names: Vec<String> = url
             .query_pairs()
             .map(|(name, _)| name.into_owned())
