@@ -6,6 +6,9 @@
 mod request;
 mod response;
 
+/// Public for the fuzz crate (`fuzz/`): the translation parses whatever Envoy forwards.
+pub use request::request_view;
+
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;

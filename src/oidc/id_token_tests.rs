@@ -205,3 +205,31 @@ fn signature_key_and_algorithm_are_enforced() {
 }
 
 use super::super::jwks::JwksCache;
+
+/// Found by `fuzz/fuzz_targets/id_token.rs`: the openidconnect crate panicked verifying an HMAC
+/// signature of any length but the hash's (`GenericArray` from a slice of the wrong length).
+#[test]
+fn hmac_signatures_of_the_wrong_length_are_refused_without_panicking() {
+    let allow_hs = Expectations {
+        allowed_algorithms: &[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
+        ..expect()
+    };
+    let secret = EncodingKey::from_secret(b"client-secret");
+    for (alg, length) in [
+        (Algorithm::HS256, 32),
+        (Algorithm::HS384, 48),
+        (Algorithm::HS512, 64),
+    ] {
+        let token = sign(&claims(), &secret, alg, None);
+        assert!(check(&token, &[], &allow_hs).is_ok(), "{alg:?}");
+        let signing_input = token.rsplit_once('.').unwrap().0;
+        for wrong in [0, 1, length - 1, length + 1, 125] {
+            let signature = URL_SAFE_NO_PAD.encode(vec![0x41; wrong]);
+            assert_eq!(
+                check(&format!("{signing_input}.{signature}"), &[], &allow_hs),
+                Err(IdTokenError::BadSignature),
+                "{alg:?} with a {wrong}-byte signature"
+            );
+        }
+    }
+}

@@ -9,7 +9,7 @@ use super::id_token::Audience;
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct RawLogoutClaims {
+pub struct RawLogoutClaims {
     iss: String,
     aud: Audience,
     iat: i64,
@@ -38,7 +38,7 @@ pub struct LogoutClaims {
 /// How long a logout token without `exp` counts as fresh.
 pub const DEFAULT_LIFETIME: i64 = 300;
 
-pub(crate) fn check(
+pub fn check(
     claims: RawLogoutClaims,
     issuer: &str,
     client_id: &str,
