@@ -346,7 +346,7 @@ fn check_claims_beyond_the_crate(
         None if audiences.len() > 1 => return Err(IdTokenError::WrongAuthorizedParty),
         _ => {}
     }
-    if claims.iat - expect.leeway_seconds > expect.now_unix {
+    if claims.iat.saturating_sub(expect.leeway_seconds) > expect.now_unix {
         return Err(IdTokenError::IssuedInFuture);
     }
     Ok(())

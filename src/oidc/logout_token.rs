@@ -37,6 +37,8 @@ pub struct LogoutClaims {
 
 /// How long a logout token without `exp` counts as fresh.
 pub const DEFAULT_LIFETIME: i64 = 300;
+/// The furthest `exp` we accept: a day from now.
+pub const MAX_LIFETIME: i64 = 24 * 3600;
 
 pub fn check(
     claims: RawLogoutClaims,
@@ -51,12 +53,20 @@ pub fn check(
     if !claims.aud.values().contains(&client_id) {
         return Err("wrong audience".into());
     }
-    if claims.iat - leeway > now {
+    // Saturating: the numbers are the sender's, and an overflow must not panic or wrap.
+    if claims.iat.saturating_sub(leeway) > now {
         return Err("issued in the future".into());
     }
-    let expires = claims.exp.unwrap_or(claims.iat + DEFAULT_LIFETIME);
-    if expires + leeway <= now {
+    let expires = claims
+        .exp
+        .unwrap_or(claims.iat.saturating_add(DEFAULT_LIFETIME));
+    if expires.saturating_add(leeway) <= now {
         return Err("expired".into());
+    }
+    // Its `jti` is remembered until it expires: a far-off `exp` would pin it (and a TTL Redis
+    // refuses) for good. Logout tokens are meant to live minutes.
+    if expires > now.saturating_add(MAX_LIFETIME) {
+        return Err("expires too far in the future".into());
     }
     if claims.nonce.is_some() {
         return Err("a logout token must not carry a nonce".into());
@@ -77,6 +87,42 @@ pub fn check(
         subject: claims.sub,
         idp_session_id: claims.sid,
         jti: claims.jti,
-        remember_until: expires + leeway,
+        remember_until: expires.saturating_add(leeway),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(iat: i64, exp: Option<i64>) -> RawLogoutClaims {
+        serde_json::from_value(serde_json::json!({
+            "iss": "https://idp.example", "aud": "envoy", "iat": iat, "exp": exp, "jti": "j1",
+            "sid": "s1", "events": { BACKCHANNEL_LOGOUT_EVENT: {} }
+        }))
+        .unwrap()
+    }
+
+    fn checked(iat: i64, exp: Option<i64>) -> Result<LogoutClaims, String> {
+        check(
+            claims(iat, exp),
+            "https://idp.example",
+            "envoy",
+            60,
+            1_800_000_000,
+        )
+    }
+
+    #[test]
+    fn extreme_times_are_refused_without_overflow() {
+        let now = 1_800_000_000;
+        assert!(checked(now, Some(now + 120)).is_ok());
+        assert_eq!(checked(i64::MIN, None).unwrap_err(), "expired");
+        assert_eq!(checked(i64::MIN, Some(i64::MIN)).unwrap_err(), "expired");
+        assert_eq!(checked(i64::MAX, None).unwrap_err(), "issued in the future");
+        assert_eq!(
+            checked(now, Some(i64::MAX)).unwrap_err(),
+            "expires too far in the future"
+        );
+    }
 }
