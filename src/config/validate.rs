@@ -319,7 +319,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     {
         reader.error(
             "logout_methods",
-            "must list one or more of GET, POST, DELETE (POST alone stops cross-site links from logging users out)",
+            "must list one or more of GET, POST, DELETE",
         );
     }
     let logout_id_token_hint = reader.bool_or("logout_id_token_hint", true);

@@ -69,7 +69,14 @@ struct Inner {
     bytes: usize,
     max_bytes: usize,
     next_sequence: u64,
+    /// Sessions (rank 1) evicted to make room: the store is too small for its users.
+    sessions_evicted: u64,
+    /// When the last "sessions evicted" warning was logged (at most one a minute).
+    last_eviction_warning: Option<Instant>,
 }
+
+/// How often "the memory store is evicting sessions" may be logged.
+const EVICTION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// std `Mutex`, not tokio's: it is never held across an `.await`.
 pub struct MemoryStore {
@@ -87,6 +94,14 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Sessions evicted so far to stay within `max_bytes` (pending logins are not counted).
+    pub fn sessions_evicted(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sessions_evicted
+    }
+
     /// A store that holds at most `max_bytes` (estimated) of keys and values.
     pub fn with_max_bytes(max_bytes: usize) -> Self {
         MemoryStore {
@@ -96,6 +111,8 @@ impl MemoryStore {
                 bytes: 0,
                 max_bytes,
                 next_sequence: 0,
+                sessions_evicted: 0,
+                last_eviction_warning: None,
             }),
         }
     }
@@ -164,7 +181,7 @@ impl Inner {
         );
         self.bytes += bytes;
         self.sweep_expired(now);
-        self.evict_until_within_bound();
+        self.evict_until_within_bound(now);
     }
 
     /// Removes expired entries: each rank's eviction order is by expiry, so they are at its front.
@@ -180,7 +197,7 @@ impl Inner {
         }
     }
 
-    fn evict_until_within_bound(&mut self) {
+    fn evict_until_within_bound(&mut self, now: Instant) {
         while self.bytes > self.max_bytes {
             let Some(key) = self
                 .eviction_order
@@ -190,7 +207,26 @@ impl Inner {
             else {
                 return;
             };
-            self.remove(&key);
+            if self.remove(&key).is_some_and(|entry| entry.rank == 1) {
+                self.sessions_evicted += 1;
+                self.warn_of_session_evictions(now);
+            }
+        }
+    }
+
+    /// Evicting pending logins is the bound working; evicting sessions logs users out, so the
+    /// operator hears of it (once a minute, with the running count).
+    fn warn_of_session_evictions(&mut self, now: Instant) {
+        let due = self
+            .last_eviction_warning
+            .is_none_or(|at| now.duration_since(at) >= EVICTION_WARNING_INTERVAL);
+        if due {
+            self.last_eviction_warning = Some(now);
+            tracing::warn!(
+                sessions_evicted = self.sessions_evicted,
+                max_bytes = self.max_bytes,
+                "the memory session store is full and evicts sessions; raise memory.max_bytes or use Redis"
+            );
         }
     }
 }
@@ -374,6 +410,7 @@ mod tests {
             .unwrap();
         assert!(store.get("login:x").await.unwrap().is_none());
         assert!(store.get("session:soon").await.unwrap().is_none());
+        assert_eq!(store.sessions_evicted(), 1, "the login is not counted");
         assert!(store.get("session:late").await.unwrap().is_some());
         assert!(store.get("session:new").await.unwrap().is_some());
     }
