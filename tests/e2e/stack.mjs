@@ -87,7 +87,7 @@ function killAllSync() {
 }
 process.on('exit', killAllSync);
 
-class Proc {
+export class Proc {
   constructor(name, cmd, args, { logFile, env, cwd } = {}) {
     this.name = name;
     this.logFile = logFile;

@@ -1,0 +1,176 @@
+#!/usr/bin/env node
+// The session-path benchmark behind `scripts/bench` (issue 10): the same Envoy 1.40 ext_authz
+// filter config (envoy/envoy.yaml) in front of an nginx upstream, three ways, measured in one run:
+//   proxy     Envoy without ext_authz (the proxy's own limit),
+//   ceiling   Envoy + ext_authz → examples/always_ok.rs (a tonic Check that answers OK at once),
+//   oidc      Envoy + ext_authz → oidc-authz, a valid session cookie, Redis sessions.
+// Rounds are interleaved (proxy, ceiling, oidc, proxy, ...) so the box's noise hits all three alike;
+// figures are medians of the rounds and ratios against `ceiling`. CPU per request comes from
+// /proc/<pid>/stat (utime + stime) read around each wrk run.
+//
+// Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10, per wrk run at c32), BENCH_LATENCY_SECONDS (5,
+// the c1 run), BENCH_CONNECTIONS (32), OIDC_AUTHZ_BIN, ALWAYS_OK_BIN (set by scripts/bench to
+// release builds), BENCH_OUT (also write the Markdown table to this file).
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { Proc, bins, envoyConfigFor, freePort, startStack, waitFor, ROOT } from './stack.mjs';
+import { login, sessionCookie } from './flows.mjs';
+
+const ROUNDS = boundedInt('BENCH_ROUNDS', 3, 1, 9);
+const SECONDS = boundedInt('BENCH_SECONDS', 10, 1, 60);
+const LATENCY_SECONDS = boundedInt('BENCH_LATENCY_SECONDS', 5, 1, 60);
+const CONNECTIONS = boundedInt('BENCH_CONNECTIONS', 32, 1, 256);
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
+const ALWAYS_OK_BIN = process.env.ALWAYS_OK_BIN ?? path.join(ROOT, 'target', 'release', 'examples', 'always_ok');
+
+function boundedInt(name, fallback, min, max) {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new Error(`${name} must be an integer in ${min}..${max}, got ${process.env[name]}`);
+  }
+  return value;
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+const httpOk = async (url) => {
+  try { return (await fetch(url, { signal: AbortSignal.timeout(2000) })).ok; } catch { return false; }
+};
+
+/** envoy/envoy.yaml without its ext_authz HTTP filter (the per-route settings are ignored then). */
+function withoutExtAuthz(yaml) {
+  const lines = yaml.split('\n');
+  const start = lines.findIndex((l) => /^\s*- name: envoy\.filters\.http\.ext_authz\s*$/.test(l));
+  assert.ok(start >= 0, 'envoy/envoy.yaml has an ext_authz http filter');
+  const indent = lines[start].indexOf('-');
+  let end = start + 1;
+  while (end < lines.length && !(lines[end].indexOf('-') === indent && /^\s*- name:/.test(lines[end]))) end++;
+  return [...lines.slice(0, start), ...lines.slice(end)].join('\n');
+}
+
+function startNginx(dir, port) {
+  const conf = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(conf, `daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/nginx-body;
+  proxy_temp_path ${dir}/nginx-proxy;
+  fastcgi_temp_path ${dir}/nginx-fastcgi;
+  uwsgi_temp_path ${dir}/nginx-uwsgi;
+  scgi_temp_path ${dir}/nginx-scgi;
+  server { listen 127.0.0.1:${port}; location / { return 200 "ok\\n"; } }
+}
+`);
+  return new Proc('nginx', 'nginx', ['-c', conf, '-e', `${dir}/nginx-error.log`], { logFile: path.join(dir, 'nginx.log') });
+}
+
+async function startEnvoy(dir, name, yaml) {
+  const [listen, admin] = [await freePort(), await freePort()];
+  const file = path.join(dir, `envoy-${name}.yaml`);
+  fs.writeFileSync(file, yaml({ listen, admin }));
+  const proc = new Proc(`envoy-${name}`, bins.envoy, [
+    '-c', file, '--disable-hot-restart', '--concurrency', '1', '-l', 'warn', '--base-id', String(listen),
+  ], { logFile: path.join(dir, `envoy-${name}.log`) });
+  await waitFor(`envoy ${name}`, () => httpOk(`http://127.0.0.1:${admin}/ready`), { proc });
+  return { proc, url: `http://127.0.0.1:${listen}/anything` };
+}
+
+/** Runs wrk; returns { rps, p50Ms }. */
+function wrk(url, { connections, seconds, cookie }) {
+  const args = [`-t${Math.min(2, connections)}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '--latency'];
+  if (cookie) args.push('-H', `Cookie: ${cookie}`);
+  const run = spawnSync('timeout', ['--kill-after=5', String(seconds + 20), 'wrk', ...args, url], { encoding: 'utf8' });
+  assert.equal(run.status, 0, `wrk ${url}: ${run.stderr}${run.stdout}`);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(run.stdout)?.[1]);
+  const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(run.stdout);
+  const p50Ms = p50 ? Number(p50[1]) * { us: 0.001, ms: 1, s: 1000 }[p50[2]] : NaN;
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(run.stdout)?.[1] ?? 0);
+  assert.equal(non2xx, 0, `wrk ${url}: ${non2xx} answers were not 2xx/3xx (session expired, or a failing stack)`);
+  return { rps, p50Ms, requests: rps * seconds };
+}
+
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+
+async function main() {
+  for (const bin of [bins.authz, ALWAYS_OK_BIN]) assert.ok(fs.existsSync(bin), `${bin} is missing (scripts/bench builds it)`);
+  const stack = await startStack({ name: 'bench', sessionStorage: 'redis', rustLog: 'warn' });
+  const dir = stack.logDir;
+  const extra = [];
+  try {
+    const nginxPort = await freePort();
+    const okPort = await freePort();
+    extra.push(startNginx(dir, nginxPort));
+    extra.push(new Proc('always-ok', ALWAYS_OK_BIN, [`127.0.0.1:${okPort}`], { logFile: path.join(dir, 'always-ok.log') }));
+    const upstream = nginxPort;
+    await waitFor('nginx', () => httpOk(`http://127.0.0.1:${nginxPort}/`), { proc: extra[0] });
+
+    const flow = await login(stack);
+    const cookie = sessionCookie(flow.client.jar);
+    assert.ok(cookie, 'a session cookie after the login');
+    const cookieHeader = `${cookie.name}=${cookie.value}`;
+
+    const shipped = (authz) => ({ listen, admin }) => envoyConfigFor({ listen, admin, authz, upstream });
+    const targets = {
+      proxy: { ...(await startEnvoy(dir, 'proxy', ({ listen, admin }) => withoutExtAuthz(shipped(okPort)({ listen, admin })))), server: null },
+      ceiling: { ...(await startEnvoy(dir, 'ceiling', shipped(okPort))), server: extra[1] },
+      oidc: { ...(await startEnvoy(dir, 'oidc', shipped(stack.ports.authz))), server: stack.procs.authz },
+    };
+    const check = await fetch(targets.oidc.url, { headers: { cookie: cookieHeader }, redirect: 'manual' });
+    assert.equal(check.status, 200, 'the session cookie is accepted through Envoy (200, not a login redirect)');
+
+    const results = Object.fromEntries(Object.keys(targets).map((k) => [k, { rps: [], p50: [], serverUs: [], envoyUs: [], redisUs: [] }]));
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const [name, target] of Object.entries(targets)) {
+        const pids = { server: target.server?.pid, envoy: target.proc.pid, redis: stack.procs.redis.pid };
+        const before = Object.fromEntries(Object.entries(pids).filter(([, p]) => p).map(([k, p]) => [k, cpuSeconds(p)]));
+        const load = wrk(target.url, { connections: CONNECTIONS, seconds: SECONDS, cookie: cookieHeader });
+        const us = (k) => (pids[k] ? ((cpuSeconds(pids[k]) - before[k]) * 1e6) / load.requests : NaN);
+        const latency = wrk(target.url, { connections: 1, seconds: LATENCY_SECONDS, cookie: cookieHeader });
+        const r = results[name];
+        r.rps.push(load.rps); r.p50.push(latency.p50Ms);
+        r.serverUs.push(us('server')); r.envoyUs.push(us('envoy'));
+        r.redisUs.push(name === 'oidc' ? us('redis') : NaN);
+        console.error(`round ${round} ${name}: ${load.rps.toFixed(0)} req/s at c${CONNECTIONS}, p50 ${latency.p50Ms.toFixed(3)} ms at c1`);
+      }
+    }
+    const table = render(results);
+    console.log(table);
+    if (process.env.BENCH_OUT) fs.writeFileSync(process.env.BENCH_OUT, `${table}\n`);
+  } finally {
+    for (const p of extra) await p.stop();
+    await stack.stop();
+  }
+}
+
+function render(results) {
+  const ceiling = median(results.ceiling.rps);
+  const ceilingP50 = median(results.ceiling.p50);
+  const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
+  const label = {
+    proxy: 'Envoy alone (no ext_authz)',
+    ceiling: 'Envoy + ext_authz → always-OK tonic server (ceiling)',
+    oidc: 'Envoy + ext_authz → oidc-authz, valid session, Redis',
+  };
+  const rows = Object.entries(results).map(([name, r]) => `| ${label[name]} | ${fmt(median(r.rps))} | ${fmt(median(r.rps) / ceiling, 2)} | ${fmt(median(r.p50), 3)} | ${name === 'proxy' ? '–' : fmt((median(r.p50) - ceilingP50) * 1000, 0)} | ${fmt(median(r.serverUs))} | ${fmt(median(r.envoyUs))} | ${fmt(median(r.redisUs))} |`);
+  return [
+    `wrk -c${CONNECTIONS} ${SECONDS}s and -c1 ${LATENCY_SECONDS}s per round, ${ROUNDS} interleaved rounds, medians; nginx upstream; Envoy --concurrency 1`,
+    '',
+    '| target | req/s | × ceiling | p50 at c1 (ms) | p50 − ceiling (µs) | authz server CPU µs/req | Envoy CPU µs/req | redis CPU µs/req |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+}
+
+await main();
+process.exit(0);
