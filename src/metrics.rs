@@ -39,6 +39,8 @@ pub struct Metrics {
     refreshes: [AtomicU64; 3],
     rp_logouts: AtomicU64,
     backchannel_logouts: AtomicU64,
+    stale_token_allows: AtomicU64,
+    refresh_locks_abandoned: AtomicU64,
 }
 
 impl Metrics {
@@ -58,6 +60,17 @@ impl Metrics {
 
     pub fn record_refresh(&self, outcome: RefreshOutcome) {
         self.refreshes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A Check allowed with an access token that was due for refresh but could not be refreshed
+    /// (the IdP unreachable, or within the session's retry backoff), and had not yet expired.
+    pub fn record_stale_token_allow(&self) {
+        self.stale_token_allows.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A refresh lock its holder could not release: it stays until its TTL ends.
+    pub fn record_refresh_lock_abandoned(&self) {
+        self.refresh_locks_abandoned.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_rp_logout(&self) {
@@ -126,6 +139,18 @@ impl Metrics {
                 load(&self.refreshes[index])
             );
         }
+        counter(
+            &mut out,
+            "oidc_authz_stale_token_allows_total",
+            "Checks allowed with an access token due for refresh that the IdP could not refresh, before it expired.",
+            load(&self.stale_token_allows),
+        );
+        counter(
+            &mut out,
+            "oidc_authz_refresh_locks_abandoned_total",
+            "Refresh locks their holder could not release (left to expire).",
+            load(&self.refresh_locks_abandoned),
+        );
         let _ = writeln!(out, "# HELP oidc_authz_logouts_total Logouts by kind.");
         let _ = writeln!(out, "# TYPE oidc_authz_logouts_total counter");
         let _ = writeln!(
@@ -146,6 +171,13 @@ impl Metrics {
         let _ = writeln!(out, "oidc_authz_idp_ready {}", u8::from(idp_ready));
         out
     }
+}
+
+/// One counter without labels: its HELP, TYPE and value lines.
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
 }
 
 #[cfg(test)]
