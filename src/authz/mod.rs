@@ -15,8 +15,9 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorizati
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status};
 
-use crate::error::Answer;
+use crate::error::{Answer, FailureCause};
 use crate::flow::{Decision, Flow};
+use crate::log_limit::RateLimitedLog;
 use crate::metrics::CheckOutcome;
 
 pub use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
@@ -24,6 +25,9 @@ pub use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authori
 pub struct AuthzService {
     flow: Arc<Flow>,
     trust_forwarded_headers: bool,
+    /// "Could not decide" lines, at most one a second per cause (`FailureCause::ALL` order): an
+    /// outage fails every Check.
+    failure_logs: [RateLimitedLog; 3],
 }
 
 impl AuthzService {
@@ -31,6 +35,17 @@ impl AuthzService {
         AuthzService {
             flow,
             trust_forwarded_headers,
+            failure_logs: Default::default(),
+        }
+    }
+}
+
+impl AuthzService {
+    fn failure_log(&self, cause: FailureCause) -> &RateLimitedLog {
+        match cause {
+            FailureCause::Store => &self.failure_logs[0],
+            FailureCause::Idp => &self.failure_logs[1],
+            FailureCause::Other => &self.failure_logs[2],
         }
     }
 }
@@ -57,7 +72,10 @@ impl Authorization for AuthzService {
                     }
                 }
                 Answer::CouldNotDecide => {
-                    tracing::error!(method = %view.method, path = %view.path, %error, "could not decide; failing closed");
+                    let cause = error.cause();
+                    if let Some(suppressed) = self.failure_log(cause).admit() {
+                        tracing::error!(cause = cause.label(), %error, suppressed, "could not decide; failing closed");
+                    }
                     metrics.record_check(CheckOutcome::Error, started.elapsed());
                     // No detail for the client: Envoy answers with its status_on_error.
                     return Err(Status::unavailable("oidc-authz could not decide"));

@@ -191,6 +191,23 @@ impl RedisServer {
         assert!(!answers_ping(self.port), "redis-server still answers");
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the running server, as `kill -<signal>` would.
+    pub fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("redis-server running")
+            .id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Starts the server again on the same port.
     pub fn restart(&self) {
         let mut last_error = String::new();
