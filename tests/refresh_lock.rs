@@ -271,3 +271,32 @@ async fn a_lock_its_holder_could_not_release_is_counted_and_the_refresh_still_co
     );
     authz.stop().await;
 }
+
+#[tokio::test]
+async fn a_check_its_caller_gave_up_on_is_counted_as_cancelled() {
+    let Setup {
+        idp,
+        authz,
+        browser,
+        ..
+    } = due_for_refresh("").await;
+    let mut tab = browser.clone();
+    // Envoy's ext_authz timeout: the gRPC call is abandoned while the refresh waits on the IdP.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        tab.send(Req::navigate("/anything")),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the Check was still waiting on the IdP");
+    let cancelled = || {
+        authz
+            .flow
+            .metrics()
+            .render(true)
+            .lines()
+            .any(|line| line == "oidc_authz_checks_cancelled_total 1")
+    };
+    wait_until("the cancelled Check is counted", cancelled).await;
+    idp.release_refreshes();
+    authz.stop().await;
+}

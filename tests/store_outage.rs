@@ -187,6 +187,14 @@ async fn a_killed_redis_fails_closed_quietly_with_paced_reconnects_and_is_used_a
         "{attempts} connection attempts in {OUTAGE:?} for {failed} failed Checks"
     );
     assert_quiet(&logs.lines(), failed);
+    let metrics = authz.flow.metrics().render(true);
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line
+                == format!("oidc_authz_check_failures_total{{cause=\"store\"}} {failed}")),
+        "{failed} failed Checks, counted as:\n{metrics}"
+    );
 
     redis.restart();
     let took = time_to_first_decision(&browser).await;

@@ -40,6 +40,21 @@ impl AuthzService {
     }
 }
 
+/// Counts a Check whose future was dropped before it was decided: the caller (Envoy's ext_authz
+/// timeout, a client gone) gave up. A refresh it started goes on in its own task.
+struct CancelledIfDropped<'a> {
+    metrics: &'a crate::metrics::Metrics,
+    decided: bool,
+}
+
+impl Drop for CancelledIfDropped<'_> {
+    fn drop(&mut self) {
+        if !self.decided {
+            self.metrics.record_check_cancelled();
+        }
+    }
+}
+
 impl AuthzService {
     fn failure_log(&self, cause: FailureCause) -> &RateLimitedLog {
         match cause {
@@ -59,6 +74,10 @@ impl Authorization for AuthzService {
         let started = std::time::Instant::now();
         let view = request::request_view(request.into_inner(), self.trust_forwarded_headers);
         let metrics = self.flow.metrics();
+        let mut in_flight = CancelledIfDropped {
+            metrics,
+            decided: false,
+        };
         let decision = match self.flow.check(&view).await {
             Ok(decision) => decision,
             Err(error) => match error.answer() {
@@ -72,7 +91,9 @@ impl Authorization for AuthzService {
                     }
                 }
                 Answer::CouldNotDecide => {
+                    in_flight.decided = true;
                     let cause = error.cause();
+                    metrics.record_check_failure(cause);
                     if let Some(suppressed) = self.failure_log(cause).admit() {
                         tracing::error!(cause = cause.label(), %error, suppressed, "could not decide; failing closed");
                     }
@@ -82,6 +103,7 @@ impl Authorization for AuthzService {
                 }
             },
         };
+        in_flight.decided = true;
         let outcome = match &decision {
             Decision::Allow { .. } => CheckOutcome::Allow,
             Decision::Redirect { .. } => CheckOutcome::Redirect,
