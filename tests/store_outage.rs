@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::redis::{RedisSentinel, RedisServer};
+use support::redis::{RedisSentinel, RedisServer, SentinelFailover};
 use support::{Authz, Browser, FakeIdp, Outcome, Req};
 
 /// How long each test keeps Redis down under load.
@@ -259,4 +259,36 @@ async fn a_sentinel_whose_master_is_down_says_the_master_is_unreachable() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("the error never said the master is unreachable; last: {last}");
+}
+
+#[tokio::test]
+async fn a_stopped_sentinel_master_is_left_for_the_new_one_after_the_failover() {
+    let setup = SentinelFailover::start();
+    let store = setup.store("outage:");
+    store.ping().await.expect("the master answers");
+    // A hung master (not a dead one): the shared connection to it stays open and never answers.
+    setup.master.signal("STOP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut promoted_at = None;
+    while Instant::now() < deadline {
+        let answered = store.ping().await.is_ok();
+        if promoted_at.is_none() && setup.current_master_port() == Some(setup.replica.port) {
+            promoted_at = Some(Instant::now());
+        }
+        if answered {
+            assert!(promoted_at.is_some(), "answered before any failover");
+            setup.master.signal("CONT");
+            return;
+        }
+        if let Some(promoted) = promoted_at {
+            assert!(
+                promoted.elapsed() < Duration::from_secs(3),
+                "still no answer {:?} after the sentinel named the new master",
+                promoted.elapsed()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    setup.master.signal("CONT");
+    panic!("no failover within 30 s (promoted: {promoted_at:?})");
 }
