@@ -55,6 +55,32 @@ pub enum Answer {
     CouldNotDecide,
 }
 
+/// What a failure that is not a decision depends on: the label of the failed-Checks metric and the
+/// key of its rate-limited log line. Fixed values, never text from the error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// The session store did not answer.
+    Store,
+    /// The IdP did not answer (not discovered yet, or a refresh it could not do).
+    Idp,
+    /// Anything else (no randomness, an interrupted refresh task, a refused request).
+    Other,
+}
+
+impl FailureCause {
+    pub const ALL: [FailureCause; 3] =
+        [FailureCause::Store, FailureCause::Idp, FailureCause::Other];
+
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureCause::Store => "store",
+            FailureCause::Idp => "idp",
+            FailureCause::Other => "other",
+        }
+    }
+}
+
 /// IdP error codes that mean "this user may not log in", not "the request was malformed".
 const REFUSAL_CODES: &[&str] = &[
     "access_denied",
@@ -66,6 +92,27 @@ const REFUSAL_CODES: &[&str] = &[
 ];
 
 impl Error {
+    /// What the failure depends on; exhaustive like `answer`.
+    pub fn cause(&self) -> FailureCause {
+        match self {
+            Error::Store(_) => FailureCause::Store,
+            Error::ProviderNotReady | Error::RefreshUnavailable(_) => FailureCause::Idp,
+            Error::Random(_)
+            | Error::RefreshInterrupted
+            | Error::AuthorizationRequest(_)
+            | Error::CallbackIncomplete
+            | Error::IdpRefusedLogin { .. }
+            | Error::UnknownLoginState
+            | Error::LoginFromAnotherBrowser
+            | Error::CodeExchange(_)
+            | Error::MissingIdToken
+            | Error::InvalidIdToken(_)
+            | Error::HostNotAllowed
+            | Error::MethodNotAllowed(_)
+            | Error::InvalidLogoutToken(_) => FailureCause::Other,
+        }
+    }
+
     pub fn answer(&self) -> Answer {
         use Answer::*;
         match self {
@@ -127,6 +174,13 @@ mod tests {
         let store_down = Error::Store(StoreError::Unavailable("connection refused".into()));
         assert_eq!(store_down.answer(), Answer::CouldNotDecide);
         assert_eq!(Error::ProviderNotReady.answer(), Answer::CouldNotDecide);
+        assert_eq!(store_down.cause(), FailureCause::Store);
+        assert_eq!(Error::ProviderNotReady.cause(), FailureCause::Idp);
+        assert_eq!(
+            Error::RefreshUnavailable(TokenError::Unreachable("x".into())).cause(),
+            FailureCause::Idp
+        );
+        assert_eq!(Error::RefreshInterrupted.cause(), FailureCause::Other);
         let status = |error: Error| match error.answer() {
             Answer::Deny { status, .. } => status,
             Answer::CouldNotDecide => 0,

@@ -13,7 +13,8 @@
 //! - [`session`]: session and pending-login records, sealed, over a narrow byte store (memory, Redis).
 //! - [`crypto`]: cookie MACs, record sealing, randomness; the only holder of key bytes.
 //! - [`config`], [`error`] (every failure mapped to an answer in one place), [`admin`]
-//!   (health, readiness, [`metrics`]), [`telemetry`], [`server`] (wiring and `run`).
+//!   (health, readiness, [`metrics`]), [`telemetry`], [`log_limit`] (one line per second per
+//!   error kind), [`server`] (wiring and `run`).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod flow;
+pub mod log_limit;
 pub mod metrics;
 pub mod oidc;
 pub mod secret;

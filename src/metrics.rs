@@ -6,6 +6,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::error::FailureCause;
+
 /// Upper bounds, in seconds, of the Check latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 10] = [
     0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
@@ -39,6 +41,11 @@ pub struct Metrics {
     refreshes: [AtomicU64; 3],
     rp_logouts: AtomicU64,
     backchannel_logouts: AtomicU64,
+    stale_token_allows: AtomicU64,
+    refresh_locks_abandoned: AtomicU64,
+    /// Checks that could not be decided, by `FailureCause` (in `FailureCause::ALL` order).
+    check_failures: [AtomicU64; 3],
+    checks_cancelled: AtomicU64,
 }
 
 impl Metrics {
@@ -52,12 +59,35 @@ impl Metrics {
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
+    /// A Check that could not be decided (also counted as `outcome="error"`), by what it depended
+    /// on.
+    pub fn record_check_failure(&self, cause: FailureCause) {
+        self.check_failures[cause_index(cause)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A Check whose caller gave up before it was decided (Envoy's ext_authz timeout, a client
+    /// gone): its future was dropped.
+    pub fn record_check_cancelled(&self) {
+        self.checks_cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn record_login(&self) {
         self.logins.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_refresh(&self, outcome: RefreshOutcome) {
         self.refreshes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A Check allowed with an access token that was due for refresh but could not be refreshed
+    /// (the IdP unreachable, or within the session's retry backoff), and had not yet expired.
+    pub fn record_stale_token_allow(&self) {
+        self.stale_token_allows.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A refresh lock its holder could not release: it stays until its TTL ends.
+    pub fn record_refresh_lock_abandoned(&self) {
+        self.refresh_locks_abandoned.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_rp_logout(&self) {
@@ -110,6 +140,25 @@ impl Metrics {
         let _ = writeln!(out, "oidc_authz_check_duration_seconds_count {count}");
         let _ = writeln!(
             out,
+            "# HELP oidc_authz_check_failures_total Checks that could not be decided (answered with a gRPC error, Envoy's status_on_error), by cause."
+        );
+        let _ = writeln!(out, "# TYPE oidc_authz_check_failures_total counter");
+        for cause in FailureCause::ALL {
+            let _ = writeln!(
+                out,
+                "oidc_authz_check_failures_total{{cause=\"{}\"}} {}",
+                cause.label(),
+                load(&self.check_failures[cause_index(cause)])
+            );
+        }
+        counter(
+            &mut out,
+            "oidc_authz_checks_cancelled_total",
+            "Checks their caller gave up on before they were decided (Envoy's ext_authz timeout).",
+            load(&self.checks_cancelled),
+        );
+        let _ = writeln!(
+            out,
             "# HELP oidc_authz_logins_total Logins completed (sessions created)."
         );
         let _ = writeln!(out, "# TYPE oidc_authz_logins_total counter");
@@ -126,6 +175,18 @@ impl Metrics {
                 load(&self.refreshes[index])
             );
         }
+        counter(
+            &mut out,
+            "oidc_authz_stale_token_allows_total",
+            "Checks allowed with an access token due for refresh that the IdP could not refresh, before it expired.",
+            load(&self.stale_token_allows),
+        );
+        counter(
+            &mut out,
+            "oidc_authz_refresh_locks_abandoned_total",
+            "Refresh locks their holder could not release (left to expire).",
+            load(&self.refresh_locks_abandoned),
+        );
         let _ = writeln!(out, "# HELP oidc_authz_logouts_total Logouts by kind.");
         let _ = writeln!(out, "# TYPE oidc_authz_logouts_total counter");
         let _ = writeln!(
@@ -148,6 +209,21 @@ impl Metrics {
     }
 }
 
+fn cause_index(cause: FailureCause) -> usize {
+    match cause {
+        FailureCause::Store => 0,
+        FailureCause::Idp => 1,
+        FailureCause::Other => 2,
+    }
+}
+
+/// One counter without labels: its HELP, TYPE and value lines.
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +237,7 @@ mod tests {
         metrics.record_login();
         metrics.record_refresh(RefreshOutcome::Refused);
         let text = metrics.render(true);
+        assert!(!text.contains("cause=\"store\"} 1"));
         for line in [
             "oidc_authz_checks_total{outcome=\"allow\"} 2",
             "oidc_authz_checks_total{outcome=\"error\"} 1",
@@ -172,11 +249,49 @@ mod tests {
             "oidc_authz_logins_total 1",
             "oidc_authz_refreshes_total{result=\"refused\"} 1",
             "oidc_authz_idp_ready 1",
+            "oidc_authz_check_failures_total{cause=\"store\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing `{line}` in\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn renders_failures_by_cause_cancellations_stale_allows_and_abandoned_locks() {
+        let metrics = Metrics::default();
+        metrics.record_check_failure(FailureCause::Store);
+        metrics.record_check_failure(FailureCause::Store);
+        metrics.record_check_failure(FailureCause::Idp);
+        metrics.record_check_cancelled();
+        metrics.record_stale_token_allow();
+        metrics.record_stale_token_allow();
+        metrics.record_stale_token_allow();
+        metrics.record_refresh_lock_abandoned();
+        let text = metrics.render(false);
+        for line in [
+            "# TYPE oidc_authz_check_failures_total counter",
+            "oidc_authz_check_failures_total{cause=\"store\"} 2",
+            "oidc_authz_check_failures_total{cause=\"idp\"} 1",
+            "oidc_authz_check_failures_total{cause=\"other\"} 0",
+            "# TYPE oidc_authz_checks_cancelled_total counter",
+            "oidc_authz_checks_cancelled_total 1",
+            "# TYPE oidc_authz_stale_token_allows_total counter",
+            "oidc_authz_stale_token_allows_total 3",
+            "# TYPE oidc_authz_refresh_locks_abandoned_total counter",
+            "oidc_authz_refresh_locks_abandoned_total 1",
+            "oidc_authz_idp_ready 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in\n{text}"
+            );
+        }
+        // Every metric has exactly one HELP and one TYPE line.
+        let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+        let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        assert_eq!(helps, types);
+        assert_eq!(helps, 10, "{text}");
     }
 }

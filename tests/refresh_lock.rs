@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,8 @@ use support::{Authz, Browser, FakeIdp, Outcome, Req};
 struct LockProbe {
     inner: MemoryStore,
     locks: Mutex<Vec<(String, Duration)>>,
+    /// Releasing a refresh lock fails (the store went away between the refresh and its release).
+    fail_unlock: AtomicBool,
 }
 
 impl LockProbe {
@@ -70,6 +72,9 @@ impl SessionStore for LockProbe {
         self.inner.delete(key).await
     }
     async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        if key.starts_with("refresh-lock:") && self.fail_unlock.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("switched off by the test".into()));
+        }
         self.inner.delete_if_equals(key, expected).await
     }
     async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -238,5 +243,60 @@ async fn a_refresh_whose_check_was_cancelled_still_stores_the_rotated_token() {
     let again = bearer(&browser.send(Req::navigate("/anything")).await);
     assert_ne!(again, refreshed);
     assert_eq!(idp.refreshes(), 2);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_lock_its_holder_could_not_release_is_counted_and_the_refresh_still_counts() {
+    let Setup {
+        idp,
+        authz,
+        store,
+        mut browser,
+        ..
+    } = due_for_refresh("").await;
+    idp.release_refreshes();
+    store.fail_unlock.store(true, Ordering::SeqCst);
+    let outcome = browser.send(Req::navigate("/anything")).await;
+    assert_eq!(
+        outcome.status(),
+        200,
+        "the tokens were refreshed and stored: {outcome:?}"
+    );
+    let text = authz.flow.metrics().render(true);
+    assert!(
+        text.lines()
+            .any(|line| line == "oidc_authz_refresh_locks_abandoned_total 1"),
+        "{text}"
+    );
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_check_its_caller_gave_up_on_is_counted_as_cancelled() {
+    let Setup {
+        idp,
+        authz,
+        browser,
+        ..
+    } = due_for_refresh("").await;
+    let mut tab = browser.clone();
+    // Envoy's ext_authz timeout: the gRPC call is abandoned while the refresh waits on the IdP.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        tab.send(Req::navigate("/anything")),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the Check was still waiting on the IdP");
+    let cancelled = || {
+        authz
+            .flow
+            .metrics()
+            .render(true)
+            .lines()
+            .any(|line| line == "oidc_authz_checks_cancelled_total 1")
+    };
+    wait_until("the cancelled Check is counted", cancelled).await;
+    idp.release_refreshes();
     authz.stop().await;
 }

@@ -15,8 +15,9 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorizati
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status};
 
-use crate::error::Answer;
+use crate::error::{Answer, FailureCause};
 use crate::flow::{Decision, Flow};
+use crate::log_limit::RateLimitedLog;
 use crate::metrics::CheckOutcome;
 
 pub use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
@@ -24,6 +25,9 @@ pub use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authori
 pub struct AuthzService {
     flow: Arc<Flow>,
     trust_forwarded_headers: bool,
+    /// "Could not decide" lines, at most one a second per cause (`FailureCause::ALL` order): an
+    /// outage fails every Check.
+    failure_logs: [RateLimitedLog; 3],
 }
 
 impl AuthzService {
@@ -31,6 +35,32 @@ impl AuthzService {
         AuthzService {
             flow,
             trust_forwarded_headers,
+            failure_logs: Default::default(),
+        }
+    }
+}
+
+/// Counts a Check whose future was dropped before it was decided: the caller (Envoy's ext_authz
+/// timeout, a client gone) gave up. A refresh it started goes on in its own task.
+struct CancelledIfDropped<'a> {
+    metrics: &'a crate::metrics::Metrics,
+    decided: bool,
+}
+
+impl Drop for CancelledIfDropped<'_> {
+    fn drop(&mut self) {
+        if !self.decided {
+            self.metrics.record_check_cancelled();
+        }
+    }
+}
+
+impl AuthzService {
+    fn failure_log(&self, cause: FailureCause) -> &RateLimitedLog {
+        match cause {
+            FailureCause::Store => &self.failure_logs[0],
+            FailureCause::Idp => &self.failure_logs[1],
+            FailureCause::Other => &self.failure_logs[2],
         }
     }
 }
@@ -44,6 +74,10 @@ impl Authorization for AuthzService {
         let started = std::time::Instant::now();
         let view = request::request_view(request.into_inner(), self.trust_forwarded_headers);
         let metrics = self.flow.metrics();
+        let mut in_flight = CancelledIfDropped {
+            metrics,
+            decided: false,
+        };
         let decision = match self.flow.check(&view).await {
             Ok(decision) => decision,
             Err(error) => match error.answer() {
@@ -57,13 +91,19 @@ impl Authorization for AuthzService {
                     }
                 }
                 Answer::CouldNotDecide => {
-                    tracing::error!(method = %view.method, path = %view.path, %error, "could not decide; failing closed");
+                    in_flight.decided = true;
+                    let cause = error.cause();
+                    metrics.record_check_failure(cause);
+                    if let Some(suppressed) = self.failure_log(cause).admit() {
+                        tracing::error!(cause = cause.label(), %error, suppressed, "could not decide; failing closed");
+                    }
                     metrics.record_check(CheckOutcome::Error, started.elapsed());
                     // No detail for the client: Envoy answers with its status_on_error.
                     return Err(Status::unavailable("oidc-authz could not decide"));
                 }
             },
         };
+        in_flight.decided = true;
         let outcome = match &decision {
             Decision::Allow { .. } => CheckOutcome::Allow,
             Decision::Redirect { .. } => CheckOutcome::Redirect,

@@ -12,6 +12,7 @@ mod lifetime;
 mod login;
 mod logout;
 mod refresh;
+mod refresh_backoff;
 pub mod request;
 mod session;
 
@@ -38,6 +39,10 @@ pub struct Flow {
     clock: Arc<dyn Clock>,
     /// Shared with refreshes running in their own tasks (`refresh::Refresher`).
     metrics: Arc<Metrics>,
+    /// Sessions whose refresh failed for an IdP outage a moment ago (`refresh_backoff`).
+    refresh_backoff: refresh_backoff::RefreshBackoff,
+    /// Shared with refreshes running in their own tasks.
+    refresh_logs: Arc<refresh::RefreshLogs>,
     cookie_names: cookies::CookieNames,
 }
 
@@ -57,6 +62,8 @@ impl Flow {
             provider,
             clock,
             metrics: Arc::default(),
+            refresh_backoff: refresh_backoff::RefreshBackoff::default(),
+            refresh_logs: Arc::default(),
         }
     }
 

@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::random::random_bytes;
 use crate::error::Error;
+use crate::log_limit::RateLimitedLog;
 use crate::metrics::{Metrics, RefreshOutcome};
 use crate::oidc::IdentityProvider;
 use crate::secret::Secret;
@@ -36,6 +37,10 @@ pub(super) fn refresh_lock_ttl(http_timeout: Duration) -> Duration {
 
 pub(super) enum Refreshed {
     Fresh(SessionRecord),
+    /// Not refreshed, but the access token has not expired: use the record as it is, and write
+    /// nothing back (a refresh may be writing it). The IdP is unreachable (or was, less than
+    /// `refresh_backoff::RETRY_AFTER` ago), or another Check's refresh is still running.
+    StillValid(SessionRecord),
     /// The session is over (refresh refused, no refresh token and the token expired, or logged
     /// out meanwhile); it has been deleted.
     Ended,
@@ -49,6 +54,14 @@ pub(super) struct Refresher {
     provider: Arc<dyn IdentityProvider>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    logs: Arc<RefreshLogs>,
+}
+
+/// One rate limit per kind of refresh error, shared by every refresh of this process.
+#[derive(Debug, Default)]
+pub(super) struct RefreshLogs {
+    idp_unreachable: RateLimitedLog,
+    lock_abandoned: RateLimitedLog,
 }
 
 impl Flow {
@@ -66,14 +79,35 @@ impl Flow {
             // Still valid for a moment, and nothing to refresh with: use it until it expires.
             return Ok(Refreshed::Fresh(record));
         }
+        if !lifetime::access_token_expired(&record, now) && self.refresh_backoff.is_waiting(id, now)
+        {
+            self.metrics.record_stale_token_allow();
+            return Ok(Refreshed::StillValid(record));
+        }
         let holder = random_bytes::<16>()?.to_vec();
         let lock_ttl = refresh_lock_ttl(self.config.http_timeout);
         let deadline = tokio::time::Instant::now() + lock_ttl;
         let mut record = record;
         // Bounded by `deadline`: at most `lock_ttl / POLL_INTERVAL` rounds.
         loop {
-            if let Some(refreshed) = self.refresh_detached(*id, &holder, lock_ttl).await? {
-                return Ok(refreshed);
+            match self.refresh_detached(*id, &holder, lock_ttl).await {
+                Ok(Some(refreshed)) => {
+                    self.refresh_backoff.clear(id);
+                    return Ok(refreshed);
+                }
+                Ok(None) => {}
+                Err(Error::RefreshUnavailable(error))
+                    if error.is_outage()
+                        && !lifetime::access_token_expired(&record, self.clock.now_unix()) =>
+                {
+                    return Ok(self.use_stale_token(id, record, &error));
+                }
+                Err(error) => return Err(error),
+            }
+            // Someone else is refreshing. A token that is still valid needs no waiting for them
+            // (their refresh may hang on the IdP for `http_timeout`); an expired one does.
+            if !lifetime::access_token_expired(&record, self.clock.now_unix()) {
+                return Ok(Refreshed::StillValid(record));
             }
             tokio::time::sleep(POLL_INTERVAL).await;
             match self.sessions.load(id).await? {
@@ -91,6 +125,22 @@ impl Flow {
                 ));
             }
         }
+    }
+
+    /// The IdP could not refresh a token that is still valid: use it, and leave the IdP alone for
+    /// this session for a few seconds.
+    fn use_stale_token(
+        &self,
+        id: &SessionId,
+        record: SessionRecord,
+        error: &crate::oidc::TokenError,
+    ) -> Refreshed {
+        self.refresh_backoff.start(id, self.clock.now_unix());
+        self.metrics.record_stale_token_allow();
+        if let Some(suppressed) = self.refresh_logs.idp_unreachable.admit() {
+            tracing::warn!(%error, suppressed, "IdP unreachable during a refresh; using the still-valid access token until it expires");
+        }
+        Refreshed::StillValid(record)
     }
 
     /// Takes the lock and refreshes in a task of its own, which runs to the end even if this
@@ -115,6 +165,22 @@ impl Flow {
             provider: Arc::clone(&self.provider),
             clock: Arc::clone(&self.clock),
             metrics: Arc::clone(&self.metrics),
+            logs: Arc::clone(&self.refresh_logs),
+        }
+    }
+}
+
+/// Counts the lock as abandoned if the refresh holding it ends without releasing it: its task
+/// panicked or was dropped (the runtime shutting down).
+struct HeldLock<'a> {
+    metrics: &'a Metrics,
+    released: bool,
+}
+
+impl Drop for HeldLock<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            self.metrics.record_refresh_lock_abandoned();
         }
     }
 }
@@ -131,8 +197,19 @@ impl Refresher {
         if !self.sessions.try_lock_refresh(id, holder, lock_ttl).await? {
             return Ok(None);
         }
+        let mut held = HeldLock {
+            metrics: &self.metrics,
+            released: false,
+        };
         let refreshed = self.refresh_locked(id).await;
-        self.sessions.unlock_refresh(id, holder).await?;
+        // A lock we cannot release expires on its own (`lock_ttl`); the refresh's result stands.
+        held.released = true;
+        if let Err(error) = self.sessions.unlock_refresh(id, holder).await {
+            self.metrics.record_refresh_lock_abandoned();
+            if let Some(suppressed) = self.logs.lock_abandoned.admit() {
+                tracing::warn!(%error, suppressed, "could not release a refresh lock; it expires on its own");
+            }
+        }
         refreshed.map(Some)
     }
 
@@ -166,7 +243,8 @@ impl Refresher {
                 return Ok(Refreshed::Ended);
             }
             // The IdP is down, or refuses us as a client (a configuration problem, not the
-            // user's): keep the session so a later Check can succeed, but do not allow.
+            // user's): keep the session so a later Check can succeed; the caller allows with the
+            // current token only if the IdP is down and the token has not expired.
             Err(error) => {
                 self.metrics.record_refresh(RefreshOutcome::Failed);
                 return Err(Error::RefreshUnavailable(error));

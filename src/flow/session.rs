@@ -87,6 +87,10 @@ impl Flow {
         if lifetime::needs_refresh(&record, now, &self.config) {
             match self.refresh_session(&id, record).await? {
                 Refreshed::Fresh(fresh) => record = fresh,
+                Refreshed::StillValid(current) => {
+                    // Not written back: a refresh may be writing the record (rotated tokens) now.
+                    return Ok(self.allow(request, jar, &current, Vec::new()));
+                }
                 Refreshed::Ended => {
                     return self
                         .start_login(request, jar, vec![jar.clear(CookieKind::Session)])

@@ -47,6 +47,12 @@ impl TokenError {
     pub fn is_invalid_grant(&self) -> bool {
         matches!(self, TokenError::Rejected { error } if error == "invalid_grant")
     }
+
+    /// No answer from the IdP (connection failure, timeout, 5xx): an outage, which says nothing
+    /// about the grant. A refusal or an unreadable answer is not one.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, TokenError::Unreachable(_))
+    }
 }
 
 /// The crate's client, specialised to our token response type; by default with the authorization

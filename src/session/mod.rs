@@ -4,6 +4,7 @@
 //! itself: a dump of the store can be neither read nor replayed as a cookie.
 
 pub mod memory;
+pub mod reconnect;
 pub mod redis;
 pub mod store;
 

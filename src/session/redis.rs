@@ -25,7 +25,9 @@ use async_trait::async_trait;
 use deadpool_redis::redis::{self, aio::ConnectionLike};
 use deadpool_redis::{Runtime, cluster, sentinel};
 
+use super::reconnect::ReconnectPacer;
 use super::store::{SessionStore, StoreError};
+use crate::log_limit::RateLimitedLog;
 
 /// Where the Redis is. URLs may hold passwords: deliberately no `Debug`.
 #[derive(Clone)]
@@ -100,13 +102,13 @@ impl Pool {
     async fn connect(&self) -> Result<Connection, String> {
         Ok(match self {
             Pool::Single(pool) => Connection::Single(deadpool_redis::Connection::take(
-                pool.get().await.map_err(|e| e.to_string())?,
+                pool.get().await.map_err(|e| pool_error(&e))?,
             )),
             Pool::Cluster(pool) => Connection::Cluster(cluster::Connection::take(
-                pool.get().await.map_err(|e| e.to_string())?,
+                pool.get().await.map_err(|e| pool_error(&e))?,
             )),
             Pool::Sentinel(pool) => Connection::Sentinel(sentinel::Connection::take(
-                pool.get().await.map_err(|e| e.to_string())?,
+                pool.get().await.map_err(|e| pool_error(&e))?,
             )),
             Pool::SentinelTls(client) => Connection::Sentinel(
                 client
@@ -114,9 +116,29 @@ impl Pool {
                     .await
                     .get_async_connection()
                     .await
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| redis_error(&e))?,
             ),
         })
+    }
+}
+
+/// A pool's error in words; see `redis_error`.
+fn pool_error(error: &deadpool_redis::PoolError) -> String {
+    match error {
+        deadpool_redis::PoolError::Backend(error) => redis_error(error),
+        other => other.to_string(),
+    }
+}
+
+/// The redis crate's error in words, except its Sentinel one: "Master with given name not found
+/// in sentinel" is what it says when the sentinels name no master that answers as one (the master
+/// is down, or a failover is under way), not when the name is wrong.
+fn redis_error(error: &redis::RedisError) -> String {
+    match error.kind() {
+        redis::ErrorKind::MasterNameNotFoundBySentinel => {
+            "no master reachable through the sentinels (the master is down or a failover is in progress)".into()
+        }
+        _ => error.to_string(),
     }
 }
 
@@ -196,6 +218,10 @@ pub struct RedisStore {
     connecting: tokio::sync::Mutex<()>,
     key_prefix: String,
     command_timeout: Duration,
+    /// Spaces out connection attempts while Redis is down (`reconnect`).
+    pacer: ReconnectPacer,
+    /// "Redis went down" lines, at most one a second (a flapping Redis).
+    down_log: RateLimitedLog,
 }
 
 /// Compare-and-delete in one step (Redis 7.0 has no conditional `DEL`): one key, so one Cluster
@@ -347,6 +373,8 @@ impl RedisStore {
             connecting: tokio::sync::Mutex::new(()),
             key_prefix: key_prefix.to_owned(),
             command_timeout,
+            pacer: ReconnectPacer::default(),
+            down_log: RateLimitedLog::per_second(),
         })
     }
 
@@ -362,16 +390,33 @@ impl RedisStore {
 
     /// The shared connection, connecting first if there is none; says whether it was already
     /// shared (and so may have gone stale). Commands that find none wait for one connect instead
-    /// of each making their own (a burst of TLS handshakes at start or after a failover).
+    /// of each making their own (a burst of TLS handshakes at start or after a failover); while
+    /// Redis is down, attempts are paced (`ReconnectPacer`) and commands in between fail at once.
     async fn connection(&self) -> Result<(Connection, bool), StoreError> {
         if let Some(connection) = self.slot().clone() {
             return Ok((connection, true));
         }
+        self.pacer.may_attempt().map_err(StoreError::Unavailable)?;
         let _connecting = self.connecting.lock().await;
         if let Some(connection) = self.slot().clone() {
             return Ok((connection, false));
         }
-        let connection = self.pool.connect().await.map_err(unavailable)?;
+        // Whoever held the lock before us may have just failed.
+        self.pacer.may_attempt().map_err(StoreError::Unavailable)?;
+        let connection = match self.pool.connect().await {
+            Ok(connection) => connection,
+            Err(error) => {
+                if self.pacer.failed(&error)
+                    && let Some(suppressed) = self.down_log.admit()
+                {
+                    tracing::warn!(%error, suppressed, "session store unreachable; reconnecting with backoff");
+                }
+                return Err(unavailable(error));
+            }
+        };
+        if let Some(failed_attempts) = self.pacer.succeeded() {
+            tracing::info!(failed_attempts, "session store reachable again");
+        }
         *self.slot() = Some(connection.clone());
         Ok((connection, false))
     }

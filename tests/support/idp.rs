@@ -59,6 +59,11 @@ pub struct IdpState {
     /// answer waits. For races with a refresh in flight.
     pub hold_refreshes: AtomicBool,
     refresh_answers: tokio::sync::Semaphore,
+    /// Refresh requests received, answered or not (`refreshes` counts those that got through).
+    pub refresh_requests: AtomicUsize,
+    /// While set, a token request that arrives gets no answer for 10 s (then 503) and changes
+    /// nothing: a hung IdP (stopped process, black-holed connection), unlike `hold_refreshes`.
+    pub token_endpoint_hangs: AtomicBool,
 }
 
 /// How long a held refresh waits for `release_refreshes` at most.
@@ -119,6 +124,8 @@ impl FakeIdp {
             session_id: Mutex::new("idp-session-1".into()),
             hold_refreshes: AtomicBool::new(false),
             refresh_answers: tokio::sync::Semaphore::new(0),
+            refresh_requests: AtomicUsize::new(0),
+            token_endpoint_hangs: AtomicBool::new(false),
         });
         let router = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -269,6 +276,13 @@ async fn token(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        state.refresh_requests.fetch_add(1, Ordering::SeqCst);
+    }
+    if state.token_endpoint_hangs.load(Ordering::SeqCst) {
+        tokio::time::sleep(HELD_REFRESH_LIMIT).await;
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     if state.token_endpoint_down.load(Ordering::SeqCst) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
@@ -353,6 +367,11 @@ impl FakeIdp {
     pub fn release_refreshes(&self) {
         self.state.hold_refreshes.store(false, Ordering::SeqCst);
         self.state.refresh_answers.add_permits(1);
+    }
+
+    /// Refresh requests received so far, answered or not (see `IdpState::refresh_requests`).
+    pub fn refresh_requests(&self) -> usize {
+        self.state.refresh_requests.load(Ordering::SeqCst)
     }
 
     /// Forgets every refresh token: the next refresh gets `invalid_grant`.

@@ -191,6 +191,23 @@ impl RedisServer {
         assert!(!answers_ping(self.port), "redis-server still answers");
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the running server, as `kill -<signal>` would.
+    pub fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("redis-server running")
+            .id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Starts the server again on the same port.
     pub fn restart(&self) {
         let mut last_error = String::new();
@@ -572,6 +589,88 @@ impl RedisSentinel {
     /// A store on the master, with the master's password if it has one.
     pub fn store(&self, key_prefix: &str) -> Arc<dyn SessionStore> {
         let topology = self.topology(0, None, self.master_password.as_deref());
+        Arc::new(
+            RedisStore::with_topology(&topology, key_prefix, 8, REDIS_COMMAND_TIMEOUT)
+                .expect("sentinel pool"),
+        )
+    }
+}
+
+/// A master, one replica and a Sentinel (quorum 1) that fails over after 1 s without the master:
+/// for outages that only a failover ends. All killed on drop.
+pub struct SentinelFailover {
+    pub sentinel: RedisServer,
+    pub master: RedisServer,
+    pub replica: RedisServer,
+}
+
+impl SentinelFailover {
+    pub fn start() -> SentinelFailover {
+        let master = RedisServer::start();
+        let master_port = master.port;
+        let replica = RedisServer::start_with(
+            "redis-replica",
+            Box::new(move |_, _| vec!["--replicaof".into(), format!("127.0.0.1 {master_port}")]),
+        );
+        let sentinel = RedisServer::start_with(
+            "redis-sentinel-failover",
+            Box::new(move |port, dir| {
+                let config = dir.join("sentinel.conf");
+                std::fs::create_dir_all(dir).expect("sentinel dir");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\n\
+                         sentinel monitor {SENTINEL_MASTER_NAME} 127.0.0.1 {master_port} 1\n\
+                         sentinel down-after-milliseconds {SENTINEL_MASTER_NAME} 1000\n\
+                         sentinel failover-timeout {SENTINEL_MASTER_NAME} 5000\n"
+                    ),
+                )
+                .expect("write sentinel.conf");
+                vec![config.display().to_string(), "--sentinel".into()]
+            }),
+        );
+        // Ready once the sentinel knows a replica that is in sync with the master.
+        let ready = wait_until(SENTINEL_READY_BOUND, || {
+            command(
+                sentinel.port,
+                &["SENTINEL", "REPLICAS", SENTINEL_MASTER_NAME],
+            )
+            .is_some_and(|reply| {
+                reply.iter().any(|f| f == "master-link-status")
+                    && reply.iter().any(|f| f == "ok")
+                    && reply.iter().any(|f| f == &replica.port.to_string())
+            })
+        });
+        assert!(
+            ready,
+            "the sentinel on port {} did not see the replica within {SENTINEL_READY_BOUND:?}",
+            sentinel.port
+        );
+        SentinelFailover {
+            sentinel,
+            master,
+            replica,
+        }
+    }
+
+    /// The port of the master the sentinel names now.
+    pub fn current_master_port(&self) -> Option<u16> {
+        command(
+            self.sentinel.port,
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER_NAME],
+        )
+        .and_then(|reply| reply.get(1)?.parse().ok())
+    }
+
+    pub fn store(&self, key_prefix: &str) -> Arc<dyn SessionStore> {
+        let topology = RedisTopology::Sentinel {
+            urls: vec![format!("redis://127.0.0.1:{}", self.sentinel.port)],
+            master_name: SENTINEL_MASTER_NAME.into(),
+            db: 0,
+            username: None,
+            password: None,
+        };
         Arc::new(
             RedisStore::with_topology(&topology, key_prefix, 8, REDIS_COMMAND_TIMEOUT)
                 .expect("sentinel pool"),
