@@ -16,6 +16,10 @@ pub enum Error {
     Random(#[from] RandomError),
     #[error("the OpenID Provider has not been discovered yet")]
     ProviderNotReady,
+    /// The route names a provider that is not configured (a mistake in Envoy's or our config).
+    /// Holds the name only when it is a valid provider name, else a fixed text (see `gateway`).
+    #[error("the route names provider {0}, which is not configured")]
+    UnknownProvider(String),
     #[error("the OpenID Provider could not refresh the session: {0}")]
     RefreshUnavailable(TokenError),
     /// The task a refresh runs in panicked or was cancelled (at shutdown).
@@ -72,6 +76,7 @@ impl Error {
             Error::Store(_)
             | Error::Random(_)
             | Error::ProviderNotReady
+            | Error::UnknownProvider(_)
             | Error::RefreshUnavailable(_)
             | Error::RefreshInterrupted => CouldNotDecide,
             Error::AuthorizationRequest(_) => Deny {
@@ -127,6 +132,10 @@ mod tests {
         let store_down = Error::Store(StoreError::Unavailable("connection refused".into()));
         assert_eq!(store_down.answer(), Answer::CouldNotDecide);
         assert_eq!(Error::ProviderNotReady.answer(), Answer::CouldNotDecide);
+        assert_eq!(
+            Error::UnknownProvider("`corp`".into()).answer(),
+            Answer::CouldNotDecide
+        );
         let status = |error: Error| match error.answer() {
             Answer::Deny { status, .. } => status,
             Answer::CouldNotDecide => 0,

@@ -16,20 +16,21 @@ use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status};
 
 use crate::error::Answer;
-use crate::flow::{Decision, Flow};
+use crate::flow::Decision;
+use crate::gateway::Gateway;
 use crate::metrics::CheckOutcome;
 
 pub use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 
 pub struct AuthzService {
-    flow: Arc<Flow>,
+    gateway: Arc<Gateway>,
     trust_forwarded_headers: bool,
 }
 
 impl AuthzService {
-    pub fn new(flow: Arc<Flow>, trust_forwarded_headers: bool) -> Self {
+    pub fn new(gateway: Arc<Gateway>, trust_forwarded_headers: bool) -> Self {
         AuthzService {
-            flow,
+            gateway,
             trust_forwarded_headers,
         }
     }
@@ -42,9 +43,16 @@ impl Authorization for AuthzService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let started = std::time::Instant::now();
-        let view = request::request_view(request.into_inner(), self.trust_forwarded_headers);
-        let metrics = self.flow.metrics();
-        let decision = match self.flow.check(&view).await {
+        let mut check = request.into_inner();
+        // The route's settings (`context_extensions`), set in Envoy's config, never by clients.
+        let route_settings = check
+            .attributes
+            .as_mut()
+            .map(|attributes| std::mem::take(&mut attributes.context_extensions))
+            .unwrap_or_default();
+        let view = request::request_view(check, self.trust_forwarded_headers);
+        let metrics = self.gateway.metrics();
+        let decision = match self.gateway.check(&view, &route_settings).await {
             Ok(decision) => decision,
             Err(error) => match error.answer() {
                 Answer::Deny { status, message } => {

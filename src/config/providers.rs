@@ -42,6 +42,14 @@ impl Config {
             .collect()
     }
 
+    /// Every provider's session cookie name, `default` first.
+    pub fn session_cookie_names(&self) -> Vec<String> {
+        std::iter::once(&self.session_cookie_name)
+            .chain(self.providers.iter().map(|p| &p.session_cookie_name))
+            .cloned()
+            .collect()
+    }
+
     /// The configuration one provider's flow runs with: this one, with the provider's IdP client,
     /// cookie name and logout paths in place of the top-level ones. `default` gives the top level.
     pub fn for_provider(&self, name: &str) -> Option<Config> {
