@@ -18,7 +18,7 @@ fn two_providers_yaml(idp_a: &FakeIdp, b_issuer: &str) -> String {
     format!(
         "issuer: {}\nclient_id: {CLIENT_ID}\nclient_secret: {CLIENT_SECRET}\nsession_secret: [{KEY_A}]\n\
          upstream_headers_claims: [sid]\nupstream_headers_names: [x-idp-session]\n\
-         providers:\n  b:\n    issuer: {b_issuer}\n    redirect_uri: /b/callback\n    logout_path: /b/logout\n",
+         providers:\n  b:\n    issuer: {b_issuer}\n    redirect_uri: /b/callback\n    logout_path: /b/logout\n    backchannel_logout_path: /b/backchannel\n",
         idp_a.issuer
     )
 }
@@ -272,5 +272,34 @@ async fn an_idp_that_is_down_fails_only_its_providers_routes() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_backchannel_logout_ends_only_its_providers_sessions_of_that_user() {
+    let TwoProviders {
+        idp_a,
+        idp_b,
+        authz,
+    } = two_providers().await;
+    let mut browser = authz.browser();
+    log_in(&mut browser, &idp_a, Req::navigate("/app-a")).await;
+    log_in(&mut browser, &idp_b, on_b("/app-b")).await;
+    // The same user (`sub`) at both IdPs; b's IdP logs them out.
+    let token = idp_b.logout_token(None, Some(support::idp::SUBJECT), "jti-b-1");
+    let body = format!("logout_token={token}");
+    let logout = authz
+        .browser()
+        .send(Req {
+            method: "POST",
+            path: "/b/backchannel",
+            headers: vec![("content-type", "application/x-www-form-urlencoded")],
+            body: &body,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(logout.status(), 200, "{logout:?}");
+    assert_eq!(browser.send(on_b("/app-b")).await.status(), 302);
+    assert_eq!(browser.send(Req::navigate("/app-a")).await.status(), 200);
     authz.stop().await;
 }
