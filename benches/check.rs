@@ -235,7 +235,7 @@ fn setup() -> Setup {
     let app = App::assemble(config, store, Arc::new(FakeIdp::new()), clock).expect("assemble");
     let flow = Arc::clone(&app.flow);
     let cookie_header = runtime.block_on(log_in(&flow));
-    let authz = AuthzService::new(Arc::clone(&flow), false);
+    let authz = AuthzService::new(Arc::clone(&app.gateway), false);
     Setup {
         runtime,
         flow,

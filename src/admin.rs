@@ -1,6 +1,6 @@
-//! The admin HTTP endpoint: `GET /healthz` (the process answers), `GET /readyz` (the IdP has been
-//! discovered and the session store answers), for Kubernetes probes and the test harness, and
-//! `GET /metrics` (Prometheus text format).
+//! The admin HTTP endpoint: `GET /healthz` (the process answers), `GET /readyz` (every provider's
+//! IdP has been discovered and the session store answers), for Kubernetes probes and the test
+//! harness, and `GET /metrics` (Prometheus text format).
 
 use std::sync::Arc;
 
@@ -9,40 +9,66 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::flow::Flow;
+use crate::gateway::Gateway;
 
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(flow): State<Arc<Flow>>) -> (StatusCode, &'static str) {
-    if flow.provider().metadata().is_none() {
+async fn readyz(State(gateway): State<Arc<Gateway>>) -> (StatusCode, String) {
+    if let Some(waiting) = gateway
+        .flows()
+        .iter()
+        .find(|named| named.flow.provider().metadata().is_none())
+    {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "OpenID Provider not discovered yet\n",
+            format!(
+                "OpenID Provider not discovered yet (provider `{}`)\n",
+                waiting.name
+            ),
         );
     }
-    if flow.sessions().store().ping().await.is_err() {
+    // Every provider's sessions live in the same store.
+    if gateway
+        .default_flow()
+        .sessions()
+        .store()
+        .ping()
+        .await
+        .is_err()
+    {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "session store unavailable\n",
+            "session store unavailable\n".into(),
         );
     }
-    (StatusCode::OK, "ready\n")
+    (StatusCode::OK, "ready\n".into())
 }
 
-async fn metrics(State(flow): State<Arc<Flow>>) -> ([(&'static str, &'static str); 1], String) {
-    let idp_ready = flow.provider().metadata().is_some();
+async fn metrics(
+    State(gateway): State<Arc<Gateway>>,
+) -> ([(&'static str, &'static str); 1], String) {
+    let idp_ready: Vec<(&str, bool)> = gateway
+        .flows()
+        .iter()
+        .map(|named| {
+            (
+                named.name.as_str(),
+                named.flow.provider().metadata().is_some(),
+            )
+        })
+        .collect();
     (
         [("content-type", "text/plain; version=0.0.4")],
-        flow.metrics().render(idp_ready),
+        gateway.metrics().render(&idp_ready),
     )
 }
 
-pub fn router(flow: Arc<Flow>) -> Router {
+pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(flow)
+        .with_state(gateway)
 }

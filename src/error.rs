@@ -16,6 +16,10 @@ pub enum Error {
     Random(#[from] RandomError),
     #[error("the OpenID Provider has not been discovered yet")]
     ProviderNotReady,
+    /// The route names a provider that is not configured (a mistake in Envoy's or our config).
+    /// Holds the name only when it is a valid provider name, else a fixed text (see `gateway`).
+    #[error("the route names provider {0}, which is not configured")]
+    UnknownProvider(String),
     #[error("the OpenID Provider could not refresh the session: {0}")]
     RefreshUnavailable(TokenError),
     /// The task a refresh runs in panicked or was cancelled (at shutdown).
@@ -98,6 +102,7 @@ impl Error {
             Error::Store(_) => FailureCause::Store,
             Error::ProviderNotReady | Error::RefreshUnavailable(_) => FailureCause::Idp,
             Error::Random(_)
+            | Error::UnknownProvider(_)
             | Error::RefreshInterrupted
             | Error::AuthorizationRequest(_)
             | Error::CallbackIncomplete
@@ -119,6 +124,7 @@ impl Error {
             Error::Store(_)
             | Error::Random(_)
             | Error::ProviderNotReady
+            | Error::UnknownProvider(_)
             | Error::RefreshUnavailable(_)
             | Error::RefreshInterrupted => CouldNotDecide,
             Error::AuthorizationRequest(_) => Deny {
@@ -181,6 +187,10 @@ mod tests {
             FailureCause::Idp
         );
         assert_eq!(Error::RefreshInterrupted.cause(), FailureCause::Other);
+        assert_eq!(
+            Error::UnknownProvider("`corp`".into()).answer(),
+            Answer::CouldNotDecide
+        );
         let status = |error: Error| match error.answer() {
             Answer::Deny { status, .. } => status,
             Answer::CouldNotDecide => 0,

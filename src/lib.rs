@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`authz`]: the only module that knows Envoy's protos (`CheckRequest → RequestView`,
 //!   `Decision → CheckResponse`).
+//! - [`gateway`]: one flow per provider (`providers:`), and which flow decides a request.
 //! - [`flow`]: the decision tree (login, callback, session check, refresh, logout), IO behind traits.
 //! - [`oidc`]: discovery, JWKS, ID-token and logout-token validation, the token endpoint.
 //! - [`session`]: session and pending-login records, sealed, over a narrow byte store (memory, Redis).
@@ -24,6 +25,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod flow;
+pub mod gateway;
 pub mod log_limit;
 pub mod metrics;
 pub mod oidc;

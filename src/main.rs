@@ -119,7 +119,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_FAILURE);
             }
         };
-        tracing::info!(grpc = %config.listen, admin = %config.admin_listen, issuer = %config.issuer, "oidc-authz listening");
+        tracing::info!(grpc = %config.listen, admin = %config.admin_listen, issuer = %config.issuer, providers = ?config.provider_names(), "oidc-authz listening");
         let app = match App::build(config) {
             Ok(app) => app,
             Err(error) => {

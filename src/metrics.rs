@@ -98,8 +98,9 @@ impl Metrics {
         self.backchannel_logouts.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The text exposition format; `idp_ready` is read by the caller.
-    pub fn render(&self, idp_ready: bool) -> String {
+    /// The text exposition format; `idp_ready` (each provider's name and whether it has been
+    /// discovered) is read by the caller.
+    pub fn render(&self, idp_ready: &[(&str, bool)]) -> String {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut out = String::new();
         let _ = writeln!(
@@ -201,10 +202,23 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP oidc_authz_idp_ready Whether IdP discovery has succeeded."
+            "# HELP oidc_authz_idp_ready Whether every provider's IdP discovery has succeeded."
         );
         let _ = writeln!(out, "# TYPE oidc_authz_idp_ready gauge");
-        let _ = writeln!(out, "oidc_authz_idp_ready {}", u8::from(idp_ready));
+        let all_ready = idp_ready.iter().all(|(_, ready)| *ready);
+        let _ = writeln!(out, "oidc_authz_idp_ready {}", u8::from(all_ready));
+        let _ = writeln!(
+            out,
+            "# HELP oidc_authz_provider_ready Whether each provider's IdP discovery has succeeded."
+        );
+        let _ = writeln!(out, "# TYPE oidc_authz_provider_ready gauge");
+        for (provider, ready) in idp_ready {
+            let _ = writeln!(
+                out,
+                "oidc_authz_provider_ready{{provider=\"{provider}\"}} {}",
+                u8::from(*ready)
+            );
+        }
         out
     }
 }
@@ -236,7 +250,7 @@ mod tests {
         metrics.record_check(CheckOutcome::Error, Duration::from_secs(10));
         metrics.record_login();
         metrics.record_refresh(RefreshOutcome::Refused);
-        let text = metrics.render(true);
+        let text = metrics.render(&[("default", true), ("corp", false)]);
         assert!(!text.contains("cause=\"store\"} 1"));
         for line in [
             "oidc_authz_checks_total{outcome=\"allow\"} 2",
@@ -248,8 +262,10 @@ mod tests {
             "oidc_authz_check_duration_seconds_count 3",
             "oidc_authz_logins_total 1",
             "oidc_authz_refreshes_total{result=\"refused\"} 1",
-            "oidc_authz_idp_ready 1",
+            "oidc_authz_idp_ready 0",
             "oidc_authz_check_failures_total{cause=\"store\"} 0",
+            "oidc_authz_provider_ready{provider=\"default\"} 1",
+            "oidc_authz_provider_ready{provider=\"corp\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -269,7 +285,7 @@ mod tests {
         metrics.record_stale_token_allow();
         metrics.record_stale_token_allow();
         metrics.record_refresh_lock_abandoned();
-        let text = metrics.render(false);
+        let text = metrics.render(&[("default", false)]);
         for line in [
             "# TYPE oidc_authz_check_failures_total counter",
             "oidc_authz_check_failures_total{cause=\"store\"} 2",
@@ -292,6 +308,6 @@ mod tests {
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
-        assert_eq!(helps, 10, "{text}");
+        assert_eq!(helps, 11, "{text}");
     }
 }

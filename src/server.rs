@@ -1,4 +1,5 @@
-//! Wiring: `App::build` turns a `Config` into the running parts (keys, store, IdP, flow);
+//! Wiring: `App::build` turns a `Config` into the running parts (keys, store, one IdP client and
+//! flow per provider, the gateway over them);
 //! `run` serves gRPC Check and the admin endpoint on listeners the caller bound, until `shutdown`.
 //! Tests start the real server this way on port 0. The gRPC listener may be a Unix socket
 //! (`GrpcListener::bind`), so that only Envoy can ask for Checks whose answers carry tokens.
@@ -11,9 +12,11 @@ use tokio::net::{TcpListener, UnixListener};
 
 use crate::authz::{AuthorizationServer, AuthzService};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ListenAddress, RedisMode, SessionStorage};
+use crate::config::{Config, DEFAULT_PROVIDER, ListenAddress, RedisMode, SessionStorage};
 use crate::crypto::KeyRing;
 use crate::flow::Flow;
+use crate::gateway::{Gateway, NamedFlow};
+use crate::metrics::Metrics;
 use crate::oidc::IdentityProvider;
 use crate::oidc::provider::{Provider, ProviderSettings};
 use crate::secret::Secret;
@@ -23,18 +26,31 @@ use crate::session::{SessionStore, Sessions};
 
 /// The assembled service.
 pub struct App {
+    pub gateway: Arc<Gateway>,
+    /// The `default` provider's flow (the only one without `providers:`).
     pub flow: Arc<Flow>,
     trust_forwarded_headers: bool,
 }
 
+/// Each provider's IdP client, by provider name.
+pub type IdentityProviders = Vec<(String, Arc<dyn IdentityProvider>)>;
+
 impl App {
-    /// Builds everything from `config` with the wall clock and the real IdP client; starts
-    /// discovery in the background (so this needs a Tokio runtime).
+    /// Builds everything from `config` with the wall clock and the real IdP clients (one per
+    /// provider); starts their discovery in the background (so this needs a Tokio runtime).
     pub fn build(config: Config) -> Result<App, String> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let provider = Provider::new(ProviderSettings::from_config(&config), Arc::clone(&clock))
-            .map_err(|error| error.to_string())?;
-        provider.spawn_discovery();
+        let mut providers: IdentityProviders = Vec::new();
+        for name in config.provider_names() {
+            let provider_config = config.for_provider(name).expect("a configured provider");
+            let provider = Provider::new(
+                ProviderSettings::from_config(&provider_config),
+                Arc::clone(&clock),
+            )
+            .map_err(|error| format!("provider `{name}`: {error}"))?;
+            provider.spawn_discovery();
+            providers.push((name.to_owned(), provider));
+        }
         let store: Arc<dyn SessionStore> = match &config.session_storage {
             SessionStorage::Memory => {
                 Arc::new(MemoryStore::with_max_bytes(config.memory_max_bytes))
@@ -81,23 +97,69 @@ impl App {
                 )?)
             }
         };
-        Self::assemble(config, store, provider, clock)
+        Self::assemble_providers(config, store, providers, clock)
     }
 
-    /// Builds with the given parts; tests pass their own store, IdP and clock.
+    /// Builds with the given parts for a config with only the `default` provider; tests pass
+    /// their own store, IdP and clock.
     pub fn assemble(
         config: Config,
         store: Arc<dyn SessionStore>,
         provider: Arc<dyn IdentityProvider>,
         clock: Arc<dyn Clock>,
     ) -> Result<App, String> {
+        Self::assemble_providers(
+            config,
+            store,
+            vec![(DEFAULT_PROVIDER.to_owned(), provider)],
+            clock,
+        )
+    }
+
+    /// Builds with the given parts: one flow per configured provider, each with the IdP client
+    /// `providers` names for it, its own cookies and its own namespace in the shared `store`.
+    pub fn assemble_providers(
+        config: Config,
+        store: Arc<dyn SessionStore>,
+        mut providers: IdentityProviders,
+        clock: Arc<dyn Clock>,
+    ) -> Result<App, String> {
         let keys = Arc::new(KeyRing::from_secrets(&config.session_secrets)?);
-        let sessions = Sessions::new(store, Arc::clone(&keys));
-        let trust_forwarded_headers = config.trust_forwarded_headers;
-        let flow = Flow::new(Arc::new(config), keys, sessions, provider, clock);
+        let metrics = Arc::new(Metrics::default());
+        let session_cookie_names = config.session_cookie_names();
+        let mut flows = Vec::new();
+        for name in config.provider_names() {
+            let position = providers
+                .iter()
+                .position(|(given, _)| given == name)
+                .ok_or_else(|| format!("no IdP client given for provider `{name}`"))?;
+            let (_, provider) = providers.swap_remove(position);
+            let sessions = Sessions::new(Arc::clone(&store), Arc::clone(&keys));
+            let sessions = if name == DEFAULT_PROVIDER {
+                sessions
+            } else {
+                sessions.in_namespace(name)
+            };
+            let provider_config = config.for_provider(name).expect("a configured provider");
+            let flow = Flow::new(
+                Arc::new(provider_config),
+                Arc::clone(&keys),
+                sessions,
+                provider,
+                Arc::clone(&clock),
+            )
+            .with_metrics(Arc::clone(&metrics))
+            .hiding_cookies_of(&session_cookie_names);
+            flows.push(NamedFlow {
+                name: name.to_owned(),
+                flow: Arc::new(flow),
+            });
+        }
+        let gateway = Gateway::new(flows, metrics);
         Ok(App {
-            flow: Arc::new(flow),
-            trust_forwarded_headers,
+            flow: Arc::clone(gateway.default_flow()),
+            gateway: Arc::new(gateway),
+            trust_forwarded_headers: config.trust_forwarded_headers,
         })
     }
 }
@@ -155,13 +217,16 @@ pub async fn run(
     health_reporter
         .set_serving::<AuthorizationServer<AuthzService>>()
         .await;
-    let authz = AuthzService::new(Arc::clone(&app.flow), app.trust_forwarded_headers);
+    let authz = AuthzService::new(Arc::clone(&app.gateway), app.trust_forwarded_headers);
 
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin = axum::serve(admin_listener, crate::admin::router(Arc::clone(&app.flow)))
-        .with_graceful_shutdown(async {
-            let _ = admin_stopped.await;
-        });
+    let admin = axum::serve(
+        admin_listener,
+        crate::admin::router(Arc::clone(&app.gateway)),
+    )
+    .with_graceful_shutdown(async {
+        let _ = admin_stopped.await;
+    });
     let admin_task = tokio::spawn(async move { admin.await });
 
     let router = tonic::transport::Server::builder()

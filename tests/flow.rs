@@ -207,6 +207,7 @@ async fn scripts_and_api_clients_get_401_not_a_redirect() {
         path: "/api",
         headers: vec![("accept", "application/json")],
         body: "",
+        ..Default::default()
     };
     assert_eq!(browser.send(json).await.status(), 401);
     let post = Req {
@@ -214,6 +215,7 @@ async fn scripts_and_api_clients_get_401_not_a_redirect() {
         path: "/api",
         headers: vec![],
         body: "x=1",
+        ..Default::default()
     };
     assert_eq!(browser.send(post).await.status(), 401);
     authz.stop().await;
@@ -295,6 +297,7 @@ async fn idp_errors_unknown_states_and_incomplete_callbacks_get_pages() {
         path: "/callback",
         headers: vec![],
         body: "",
+        ..Default::default()
     };
     assert_eq!(browser.send(put).await.status(), 405);
     let error_page = browser

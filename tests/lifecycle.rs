@@ -202,6 +202,7 @@ async fn backchannel_logout_kills_sessions_and_refuses_replays() {
         path: "/backchannel-logout",
         headers: vec![("content-type", "application/x-www-form-urlencoded")],
         body: Box::leak(body.into_boxed_str()),
+        ..Default::default()
     };
     let token = idp.logout_token(Some("idp-session-1"), None, "jti-1");
     let outcome = idp_client.send(send(post(token.clone()).await)).await;
@@ -376,6 +377,7 @@ async fn logout_methods_limit_what_the_logout_path_answers() {
         path: "/logout",
         headers: vec![("origin", "http://app.test")],
         body: "",
+        ..Default::default()
     };
     assert_eq!(browser.send(post).await.status(), 303);
     assert_eq!(browser.send(Req::navigate("/anything")).await.status(), 302);
@@ -472,6 +474,7 @@ fn backchannel_request(token: &str) -> Req<'static> {
         path: "/backchannel-logout",
         headers: vec![("content-type", "application/x-www-form-urlencoded")],
         body: Box::leak(format!("logout_token={token}").into_boxed_str()),
+        ..Default::default()
     }
 }
 
@@ -534,6 +537,7 @@ async fn a_logout_from_another_site_only_gets_a_confirmation_page() {
         path: "/logout",
         headers: vec![("origin", "https://evil.example")],
         body: "",
+        ..Default::default()
     };
     let sibling_link = Req::navigate("/logout").with_header("sec-fetch-site", "same-site");
     let unknown_origin = Req::navigate("/logout");
@@ -579,6 +583,7 @@ async fn a_logout_from_another_site_only_gets_a_confirmation_page() {
         path: "/logout",
         headers: vec![("sec-fetch-site", "same-origin")],
         body: "",
+        ..Default::default()
     };
     assert_eq!(browser.send(confirmed).await.status(), 303);
     assert_eq!(browser.send(Req::navigate("/anything")).await.status(), 302);

@@ -263,7 +263,7 @@ async fn a_lock_its_holder_could_not_release_is_counted_and_the_refresh_still_co
         200,
         "the tokens were refreshed and stored: {outcome:?}"
     );
-    let text = authz.flow.metrics().render(true);
+    let text = authz.flow.metrics().render(&[("default", true)]);
     assert!(
         text.lines()
             .any(|line| line == "oidc_authz_refresh_locks_abandoned_total 1"),
@@ -292,7 +292,7 @@ async fn a_check_its_caller_gave_up_on_is_counted_as_cancelled() {
         authz
             .flow
             .metrics()
-            .render(true)
+            .render(&[("default", true)])
             .lines()
             .any(|line| line == "oidc_authz_checks_cancelled_total 1")
     };

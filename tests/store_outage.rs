@@ -187,7 +187,7 @@ async fn a_killed_redis_fails_closed_quietly_with_paced_reconnects_and_is_used_a
         "{attempts} connection attempts in {OUTAGE:?} for {failed} failed Checks"
     );
     assert_quiet(&logs.lines(), failed);
-    let metrics = authz.flow.metrics().render(true);
+    let metrics = authz.flow.metrics().render(&[("default", true)]);
     assert!(
         metrics
             .lines()

@@ -192,7 +192,7 @@ pub fn flow_fixture() -> &'static FlowFixture {
         let session_cookie = runtime.block_on(finish_login(&flow, &state, &login_cookie));
         FlowFixture {
             runtime,
-            authz: AuthzService::new(Arc::clone(&flow), true),
+            authz: AuthzService::new(Arc::clone(&app.gateway), true),
             flow,
             session_cookie,
         }

@@ -16,14 +16,15 @@ use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status};
 
 use crate::error::{Answer, FailureCause};
-use crate::flow::{Decision, Flow};
+use crate::flow::Decision;
+use crate::gateway::Gateway;
 use crate::log_limit::RateLimitedLog;
 use crate::metrics::CheckOutcome;
 
 pub use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 
 pub struct AuthzService {
-    flow: Arc<Flow>,
+    gateway: Arc<Gateway>,
     trust_forwarded_headers: bool,
     /// "Could not decide" lines, at most one a second per cause (`FailureCause::ALL` order): an
     /// outage fails every Check.
@@ -31,9 +32,9 @@ pub struct AuthzService {
 }
 
 impl AuthzService {
-    pub fn new(flow: Arc<Flow>, trust_forwarded_headers: bool) -> Self {
+    pub fn new(gateway: Arc<Gateway>, trust_forwarded_headers: bool) -> Self {
         AuthzService {
-            flow,
+            gateway,
             trust_forwarded_headers,
             failure_logs: Default::default(),
         }
@@ -72,13 +73,20 @@ impl Authorization for AuthzService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let started = std::time::Instant::now();
-        let view = request::request_view(request.into_inner(), self.trust_forwarded_headers);
-        let metrics = self.flow.metrics();
+        let mut check = request.into_inner();
+        // The route's settings (`context_extensions`), set in Envoy's config, never by clients.
+        let route_settings = check
+            .attributes
+            .as_mut()
+            .map(|attributes| std::mem::take(&mut attributes.context_extensions))
+            .unwrap_or_default();
+        let view = request::request_view(check, self.trust_forwarded_headers);
+        let metrics = self.gateway.metrics();
         let mut in_flight = CancelledIfDropped {
             metrics,
             decided: false,
         };
-        let decision = match self.flow.check(&view).await {
+        let decision = match self.gateway.check(&view, &route_settings).await {
             Ok(decision) => decision,
             Err(error) => match error.answer() {
                 Answer::Deny { status, message } => {

@@ -65,9 +65,12 @@ pub fn load_from_str(
     let mut warnings = apply_env_overrides(&mut root, env);
     let mut errors = Vec::new();
     let config = validate(&root, &mut errors);
-    if config.response_mode == ResponseMode::FormPost
-        && config.session_cookie_secure == CookieSecure::Never
-    {
+    let any_form_post = config.response_mode == ResponseMode::FormPost
+        || config
+            .providers
+            .iter()
+            .any(|provider| provider.client.response_mode == ResponseMode::FormPost);
+    if any_form_post && config.session_cookie_secure == CookieSecure::Never {
         warnings.push(
             "response_mode: form_post with session_cookie_secure: never: browsers send the login \
              cookie on a cross-site form_post only when it is SameSite=None; Secure, so logins \
@@ -129,6 +132,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "logout_methods",
     "logout_redirect_uri",
     "backchannel_logout_path",
+    "providers",
 ];
 
 fn apply_env_overrides(

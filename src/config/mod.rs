@@ -3,10 +3,14 @@
 //! configuration is reported whole, one line per problem with its key path, before any port is bound.
 
 mod fields;
+mod idp_client;
 mod limits;
 #[cfg(test)]
 mod listen_tests;
 mod load;
+mod providers;
+#[cfg(test)]
+mod providers_tests;
 mod reader;
 #[cfg(test)]
 mod redis_tests;
@@ -22,7 +26,9 @@ use jsonwebtoken::Algorithm;
 use url::Url;
 
 use crate::secret::Secret;
+pub use idp_client::IdpClient;
 pub use load::{ConfigError, ENV_PREFIX, load, load_from_str};
+pub use providers::{DEFAULT_PROVIDER, NamedProvider};
 
 /// How the client authenticates at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,4 +213,7 @@ pub struct Config {
     /// instead, so no token ever appears in a URL (OIDC RP-Initiated Logout 1.0, section 2).
     pub logout_id_token_hint: bool,
     pub backchannel_logout_path: Option<String>,
+    /// `providers:`, the named IdP clients besides the top-level `default` (see `providers.rs`
+    /// and `Config::for_provider`); empty in a provider's own `Config`.
+    pub providers: Vec<NamedProvider>,
 }

@@ -4,31 +4,15 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use jsonwebtoken::Algorithm;
 use serde_yaml::{Mapping, Value};
-use url::Url;
 
 use super::fields::*;
+use super::idp_client::{IdpClient, idp_client};
 use super::limits::*;
+use super::providers::{DefaultProvider, cookie_name, logout_redirect_uri, providers};
 use super::reader::Reader;
 use super::*;
 use crate::crypto::MIN_SECRET_LEN;
-
-const DEFAULT_ALGS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-];
-
-const RESERVED_AUTHORIZATION_PARAMS: &[&str] = &[
-    "response_type",
-    "client_id",
-    "redirect_uri",
-    "scope",
-    "state",
-    "nonce",
-    "code_challenge",
-    "code_challenge_method",
-    "response_mode",
-];
 
 pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     let mut reader = Reader::new(Some(root), "", errors);
@@ -42,79 +26,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     );
     let log_level = reader.string_or("log_level", "info");
 
-    let issuer = match reader.string("issuer") {
-        None => {
-            reader.error("issuer", "required (the IdP's issuer URL; discovery is at {issuer}/.well-known/openid-configuration)");
-            None
-        }
-        Some(text) => match Url::parse(&text) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-                Some(url)
-            }
-            _ => {
-                reader.error("issuer", format!("`{text}` is not an http(s) URL"));
-                None
-            }
-        },
-    };
-    let client_id = reader.string("client_id").unwrap_or_else(|| {
-        reader.error("client_id", "required");
-        String::new()
-    });
-    let client_secret = secret_text(&mut reader, "client_secret")
-        .map(|text| Secret::new(text.trim()))
-        .unwrap_or_else(|| {
-            reader.error("client_secret", "required (or client_secret_file)");
-            Secret::default()
-        });
-    let client_auth = reader.choice_or(
-        "client_auth",
-        &[
-            ("client_secret_basic", ClientAuth::ClientSecretBasic),
-            ("client_secret_post", ClientAuth::ClientSecretPost),
-        ],
-        ClientAuth::ClientSecretBasic,
-    );
-    let scopes = reader
-        .string_list("scopes")
-        .unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()]);
-    if !scopes.iter().any(|s| s == "openid") {
-        reader.error("scopes", "must include `openid`");
-    }
-    let redirect_text = reader.string_or("redirect_uri", "/callback");
-    let redirect_uri = if redirect_text.starts_with('/') && !redirect_text.contains(['?', '#']) {
-        RedirectUri::Path(redirect_text)
-    } else {
-        match Url::parse(&redirect_text) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.query().is_none() => {
-                RedirectUri::Absolute(url)
-            }
-            _ => {
-                reader.error(
-                    "redirect_uri",
-                    format!("`{redirect_text}` must be a path like /callback or an absolute http(s) URI without query"),
-                );
-                RedirectUri::Path("/callback".into())
-            }
-        }
-    };
-    let response_mode = reader.choice_or(
-        "response_mode",
-        &[
-            ("query", ResponseMode::Query),
-            ("form_post", ResponseMode::FormPost),
-        ],
-        ResponseMode::Query,
-    );
-    let pkce = reader.choice_or(
-        "pkce",
-        &[
-            ("auto", PkceMode::Auto),
-            ("always", PkceMode::Always),
-            ("never", PkceMode::Never),
-        ],
-        PkceMode::Auto,
-    );
+    let client = idp_client(&mut reader, None);
     let preserve_query_args = reader.bool_or("preserve_query_args", true);
     reader.choice_or("login_action", &[("redirect", ())], ());
     match reader.value("login_tokens") {
@@ -126,45 +38,8 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
             "must be empty: oidc-authz never hands tokens to the browser (they reach the upstream as headers)",
         ),
     }
-    let mut authorization_params = Vec::new();
-    if let Some(map) = reader.mapping("authorization_params") {
-        for (key, value) in map {
-            let (Some(key), Some(value)) = (key.as_str(), value.as_str()) else {
-                reader.error(
-                    "authorization_params",
-                    "expected a mapping of strings to strings",
-                );
-                continue;
-            };
-            if RESERVED_AUTHORIZATION_PARAMS.contains(&key) {
-                reader.error(
-                    &format!("authorization_params.{key}"),
-                    "is set by oidc-authz itself; use the matching option instead",
-                );
-            } else {
-                authorization_params.push((key.to_owned(), value.to_owned()));
-            }
-        }
-    }
-    let alg_names = reader
-        .string_list("id_token_signing_algs")
-        .unwrap_or_else(|| DEFAULT_ALGS.iter().map(|s| s.to_string()).collect());
-    let mut id_token_signing_algs = Vec::new();
-    for name in &alg_names {
-        match name.parse::<Algorithm>() {
-            Ok(alg) => id_token_signing_algs.push(alg),
-            Err(_) => reader.error(
-                "id_token_signing_algs",
-                format!("`{name}` is not a JWS algorithm (`none` is never accepted)"),
-            ),
-        }
-    }
-    if id_token_signing_algs.is_empty() {
-        reader.error("id_token_signing_algs", "must list at least one algorithm");
-    }
     let leeway = seconds(&mut reader, "leeway", 60);
     let http_timeout = http_timeout(&mut reader);
-    let idp_ca_pem = fields::pem_file(&mut reader, "ca_file", "-----BEGIN CERTIFICATE-----");
 
     let storage_kind = reader.choice_or(
         "session_storage",
@@ -248,14 +123,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         }
         texts.into_iter().map(Secret::new).collect()
     };
-    let session_cookie_name = reader.string_or("session_cookie_name", "session");
-    if session_cookie_name.is_empty()
-        || !session_cookie_name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        reader.error("session_cookie_name", "use letters, digits, - and _ only");
-    }
+    let session_cookie_name = cookie_name(&mut reader, "session_cookie_name", "session");
     let session_cookie_secure = reader.choice_or(
         "session_cookie_secure",
         &[
@@ -294,18 +162,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     let allowed_hosts = allowed_hosts(&mut reader);
 
     let logout_path = path_key(&mut reader, "logout_path", Some("/logout"));
-    let logout_redirect_uri = reader
-        .string("logout_redirect_uri")
-        .filter(|s| !s.is_empty());
-    if let Some(uri) = &logout_redirect_uri
-        && !uri.starts_with('/')
-        && Url::parse(uri).is_err()
-    {
-        reader.error(
-            "logout_redirect_uri",
-            format!("`{uri}` must be a path or an absolute URL"),
-        );
-    }
+    let logout_redirect_uri = logout_redirect_uri(&mut reader);
     let logout_methods: Vec<String> = reader
         .string_list("logout_methods")
         .unwrap_or_else(|| vec!["GET".into(), "POST".into()])
@@ -326,7 +183,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     let backchannel_logout_path = path_key(&mut reader, "backchannel_logout_path", None);
     let mut special_paths = HashSet::new();
     for (key, path) in [
-        ("redirect_uri", Some(redirect_uri.path())),
+        ("redirect_uri", Some(client.redirect_uri.path())),
         ("logout_path", logout_path.as_deref()),
         (
             "backchannel_logout_path",
@@ -340,14 +197,40 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         }
     }
 
+    let providers_map = reader.mapping("providers");
+    let providers = providers(
+        providers_map,
+        &DefaultProvider {
+            client: &client,
+            session_cookie_name: &session_cookie_name,
+            logout_path: logout_path.as_deref(),
+            logout_redirect_uri: logout_redirect_uri.as_deref(),
+            backchannel_logout_path: backchannel_logout_path.as_deref(),
+        },
+        reader.errors,
+    );
+
     reader.finish();
 
+    let IdpClient {
+        issuer,
+        client_id,
+        client_secret,
+        client_auth,
+        scopes,
+        redirect_uri,
+        response_mode,
+        pkce,
+        authorization_params,
+        id_token_signing_algs,
+        idp_ca_pem,
+    } = client;
     Config {
         listen,
         admin_listen,
         log_format,
         log_level,
-        issuer: issuer.unwrap_or_else(|| Url::parse("http://invalid.invalid").expect("valid")),
+        issuer,
         client_id,
         client_secret,
         client_auth,
@@ -382,5 +265,6 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         logout_redirect_uri,
         logout_id_token_hint,
         backchannel_logout_path,
+        providers,
     }
 }

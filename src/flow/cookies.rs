@@ -17,20 +17,42 @@ pub enum CookieKind {
 /// __Host-session, session_login, __Host-session_login]` for `session_cookie_name: session`.
 pub struct CookieNames {
     all: [String; 4],
+    /// Ours and, with several providers, every other provider's: none reaches an upstream (a
+    /// session cookie of one app's provider is a credential the other app must not see).
+    hidden_from_upstream: Vec<String>,
+}
+
+/// The four names of a session cookie name: session and login cookie, each plain and `__Host-`.
+fn names_of(session_cookie_name: &str) -> [String; 4] {
+    let session = session_cookie_name.to_owned();
+    let login = format!("{session}_login");
+    [
+        format!("__Host-{session}"),
+        session,
+        format!("__Host-{login}"),
+        login,
+    ]
 }
 
 impl CookieNames {
     pub fn new(config: &Config) -> Self {
-        let session = config.session_cookie_name.clone();
-        let login = format!("{session}_login");
+        let all = names_of(&config.session_cookie_name);
         CookieNames {
-            all: [
-                format!("__Host-{session}"),
-                session,
-                format!("__Host-{login}"),
-                login,
-            ],
+            hidden_from_upstream: all.to_vec(),
+            all,
         }
+    }
+
+    /// Also hides the cookies of these session cookie names (the other providers') from upstreams.
+    pub fn hiding_also(mut self, session_cookie_names: &[String]) -> Self {
+        for name in session_cookie_names {
+            for cookie in names_of(name) {
+                if !self.hidden_from_upstream.contains(&cookie) {
+                    self.hidden_from_upstream.push(cookie);
+                }
+            }
+        }
+        self
     }
 
     fn index(kind: CookieKind) -> usize {
@@ -102,7 +124,7 @@ impl<'a> CookieJar<'a> {
     /// Every name our cookies may have, prefixed or not: the upstream never needs them, so they
     /// are taken out of the request it gets.
     pub fn all_names(&self) -> &[String] {
-        &self.names.all
+        &self.names.hidden_from_upstream
     }
 
     /// The login cookie travels on the IdP's cross-site form_post, which `SameSite=Lax` cookies do

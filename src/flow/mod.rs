@@ -67,8 +67,35 @@ impl Flow {
         }
     }
 
+    /// Takes the other providers' cookies (by their session cookie names) out of what upstreams
+    /// get, as well as this flow's own.
+    pub fn hiding_cookies_of(self, session_cookie_names: &[String]) -> Self {
+        Flow {
+            cookie_names: self.cookie_names.hiding_also(session_cookie_names),
+            ..self
+        }
+    }
+
+    /// Shares `metrics` (one set of counters for every provider's flow).
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Flow { metrics, ..self }
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The paths this flow owns whatever the route: its callback, logout and back-channel
+    /// logout paths (`gateway` sends them here).
+    pub fn own_paths(&self) -> Vec<&str> {
+        [
+            Some(self.config.redirect_uri.path()),
+            self.config.logout_path.as_deref(),
+            self.config.backchannel_logout_path.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     pub fn sessions(&self) -> &Sessions {

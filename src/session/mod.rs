@@ -97,23 +97,52 @@ fn hex(bytes: &[u8]) -> String {
 pub struct Sessions {
     store: Arc<dyn SessionStore>,
     keys: Arc<KeyRing>,
+    /// `""`, or `"<provider>:"` for a provider other than `default`: put after each key's kind
+    /// (`session:corp:<hash>`), so every key of one provider (sessions, pending logins, indexes,
+    /// locks, used logout tokens) differs from every other provider's, and a record sealed under
+    /// one provider's key does not open under another's (the store key is the associated data).
+    /// The kind stays first, so `EVICT_FIRST_KEY_PREFIXES` still match.
+    namespace: String,
 }
 
 impl Sessions {
+    /// The `default` provider's sessions (keys without a namespace, as before providers existed).
     pub fn new(store: Arc<dyn SessionStore>, keys: Arc<KeyRing>) -> Self {
-        Sessions { store, keys }
+        Sessions {
+            store,
+            keys,
+            namespace: String::new(),
+        }
+    }
+
+    /// The same store, keys in the namespace of `provider` (a provider name: `[a-z0-9_-]`, so it
+    /// holds no `:` and no hex-only name can pass for a hash).
+    pub fn in_namespace(self, provider: &str) -> Self {
+        Sessions {
+            namespace: format!("{provider}:"),
+            ..self
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.store
     }
 
-    fn session_key(id: &SessionId) -> String {
-        format!("session:{}", hex(&labelled_hash("session id", &id.0)))
+    /// `<kind>:<namespace><hash of value under label>`.
+    fn key(&self, kind: &str, label: &str, value: &[u8]) -> String {
+        format!(
+            "{kind}:{}{}",
+            self.namespace,
+            hex(&labelled_hash(label, value))
+        )
     }
 
-    fn pending_key(state: &str) -> String {
-        format!("login:{}", hex(&labelled_hash("state", state.as_bytes())))
+    fn session_key(&self, id: &SessionId) -> String {
+        self.key("session", "session id", &id.0)
+    }
+
+    fn pending_key(&self, state: &str) -> String {
+        self.key("login", "state", state.as_bytes())
     }
 
     fn sealed<M: Message>(&self, key: &str, record: &M) -> Result<Vec<u8>, Error> {
@@ -141,7 +170,7 @@ impl Sessions {
         record: &SessionRecord,
         ttl: Duration,
     ) -> Result<bool, Error> {
-        let key = Self::session_key(id);
+        let key = self.session_key(id);
         let sealed = self.sealed(&key, record)?;
         Ok(self.store.put_if_present(&key, sealed, ttl).await?)
     }
@@ -149,7 +178,7 @@ impl Sessions {
     /// `None` when there is no such session, or it cannot be opened with any of our keys (a removed
     /// key): either way the user logs in again.
     pub async fn load(&self, id: &SessionId) -> Result<Option<LoadedSession>, Error> {
-        let key = Self::session_key(id);
+        let key = self.session_key(id);
         let Some(bytes) = self.store.get(&key).await? else {
             return Ok(None);
         };
@@ -164,7 +193,7 @@ impl Sessions {
     /// Deletes a session whose record is not at hand; its index entries stay until the indexes
     /// expire (a later back-channel logout counts them but finds nothing to delete). Prefer `end`.
     pub async fn delete(&self, id: &SessionId) -> Result<(), Error> {
-        self.store.delete(&Self::session_key(id)).await?;
+        self.store.delete(&self.session_key(id)).await?;
         Ok(())
     }
 
@@ -173,26 +202,26 @@ impl Sessions {
     /// session is already gone (the error still reaches the caller, who fails closed), whereas the
     /// other order could leave a live session that no back-channel logout can find.
     pub async fn end(&self, id: &SessionId, record: &SessionRecord) -> Result<(), Error> {
-        let key = Self::session_key(id);
+        let key = self.session_key(id);
         self.store.delete(&key).await?;
-        for index in Self::index_keys(record) {
+        for index in self.index_keys(record) {
             self.store.remove_from_set(&index, &key).await?;
         }
         Ok(())
     }
 
-    fn index_key(kind: &str, value: &str) -> String {
-        format!("by-{kind}:{}", hex(&labelled_hash(kind, value.as_bytes())))
+    fn index_key(&self, kind: &str, value: &str) -> String {
+        self.key(&format!("by-{kind}"), kind, value.as_bytes())
     }
 
     /// The back-channel indexes a session of `record` is listed in: by `sid` (when the IdP gave
     /// one) and by `sub`.
-    fn index_keys(record: &SessionRecord) -> Vec<String> {
+    fn index_keys(&self, record: &SessionRecord) -> Vec<String> {
         let mut keys = Vec::with_capacity(2);
         if !record.idp_session_id.is_empty() {
-            keys.push(Self::index_key("sid", &record.idp_session_id));
+            keys.push(self.index_key("sid", &record.idp_session_id));
         }
-        keys.push(Self::index_key("sub", &record.subject));
+        keys.push(self.index_key("sub", &record.subject));
         keys
     }
 
@@ -207,10 +236,10 @@ impl Sessions {
         ttl: Duration,
         max_lifetime: Duration,
     ) -> Result<(), Error> {
-        let key = Self::session_key(id);
+        let key = self.session_key(id);
         let sealed = self.sealed(&key, record)?;
         self.store.put(&key, sealed, ttl).await?;
-        for index in Self::index_keys(record) {
+        for index in self.index_keys(record) {
             self.store.add_to_set(&index, &key, max_lifetime).await?;
         }
         Ok(())
@@ -237,37 +266,33 @@ impl Sessions {
 
     /// Deletes every session of this IdP session; returns how many index entries there were.
     pub async fn delete_by_idp_session(&self, idp_session_id: &str) -> Result<usize, Error> {
-        self.delete_indexed(&Self::index_key("sid", idp_session_id))
+        self.delete_indexed(&self.index_key("sid", idp_session_id))
             .await
     }
 
     pub async fn delete_by_subject(&self, subject: &str) -> Result<usize, Error> {
-        self.delete_indexed(&Self::index_key("sub", subject)).await
+        self.delete_indexed(&self.index_key("sub", subject)).await
     }
 
-    fn logout_token_key(jti: &str) -> String {
-        format!("jti:{}", hex(&labelled_hash("jti", jti.as_bytes())))
+    fn logout_token_key(&self, jti: &str) -> String {
+        self.key("jti", "jti", jti.as_bytes())
     }
 
     /// Whether a logout token's `jti` was already used.
     pub async fn logout_token_seen(&self, jti: &str) -> Result<bool, Error> {
-        Ok(self
-            .store
-            .get(&Self::logout_token_key(jti))
-            .await?
-            .is_some())
+        Ok(self.store.get(&self.logout_token_key(jti)).await?.is_some())
     }
 
     /// Records a used logout token's `jti` until it expires.
     pub async fn remember_logout_token(&self, jti: &str, ttl: Duration) -> Result<(), Error> {
         self.store
-            .put(&Self::logout_token_key(jti), vec![1], ttl)
+            .put(&self.logout_token_key(jti), vec![1], ttl)
             .await?;
         Ok(())
     }
 
-    fn refresh_lock_key(id: &SessionId) -> String {
-        format!("refresh-lock:{}", hex(&labelled_hash("session id", &id.0)))
+    fn refresh_lock_key(&self, id: &SessionId) -> String {
+        self.key("refresh-lock", "session id", &id.0)
     }
 
     /// Takes the session's refresh lock as `holder` (a random token of the caller's) for `ttl`;
@@ -280,7 +305,7 @@ impl Sessions {
     ) -> Result<bool, Error> {
         Ok(self
             .store
-            .put_if_absent(&Self::refresh_lock_key(id), holder.to_vec(), ttl)
+            .put_if_absent(&self.refresh_lock_key(id), holder.to_vec(), ttl)
             .await?)
     }
 
@@ -288,7 +313,7 @@ impl Sessions {
     /// a slow holder and was taken by another refresher stays theirs.
     pub async fn unlock_refresh(&self, id: &SessionId, holder: &[u8]) -> Result<(), Error> {
         self.store
-            .delete_if_equals(&Self::refresh_lock_key(id), holder)
+            .delete_if_equals(&self.refresh_lock_key(id), holder)
             .await?;
         Ok(())
     }
@@ -299,17 +324,14 @@ impl Sessions {
         record: &PendingLoginRecord,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let key = Self::pending_key(state);
+        let key = self.pending_key(state);
         let sealed = self.sealed(&key, record)?;
         self.store.put(&key, sealed, ttl).await?;
         Ok(())
     }
 
-    fn pending_list_key(browser_binding: &[u8]) -> String {
-        format!(
-            "login-binding:{}",
-            hex(&labelled_hash("pending logins of", browser_binding))
-        )
+    fn pending_list_key(&self, browser_binding: &[u8]) -> String {
+        self.key("login-binding", "pending logins of", browser_binding)
     }
 
     /// Lists the pending login for `state` under its browser's login cookie (`browser_binding`)
@@ -325,8 +347,8 @@ impl Sessions {
         let dropped = self
             .store
             .push_bounded(
-                &Self::pending_list_key(browser_binding),
-                &Self::pending_key(state),
+                &self.pending_list_key(browser_binding),
+                &self.pending_key(state),
                 max_pending,
                 ttl,
             )
@@ -339,7 +361,7 @@ impl Sessions {
 
     /// Takes the pending login for `state` exactly once: a replayed callback finds nothing.
     pub async fn take_pending(&self, state: &str) -> Result<Option<PendingLoginRecord>, Error> {
-        let key = Self::pending_key(state);
+        let key = self.pending_key(state);
         let Some(bytes) = self.store.take(&key).await? else {
             return Ok(None);
         };

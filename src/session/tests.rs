@@ -26,7 +26,7 @@ async fn the_store_sees_neither_the_id_nor_the_tokens() {
     let id = SessionId([9; 16]);
     let ttl = Duration::from_secs(60);
     sessions.create(&id, &record(), ttl, ttl).await.unwrap();
-    let key = Sessions::session_key(&id);
+    let key = sessions.session_key(&id);
     assert!(!key.contains(&hex(&id.0)));
     let raw = store.get(&key).await.unwrap().unwrap();
     assert!(!raw.windows(6).any(|w| w == b"secret"));
@@ -117,4 +117,51 @@ async fn an_update_writes_back_only_a_session_that_still_exists() {
     sessions.end(&id, &refreshed).await.unwrap();
     assert!(!sessions.update(&id, &refreshed, ttl).await.unwrap());
     assert!(sessions.load(&id).await.unwrap().is_none());
+}
+
+/// Two providers share one store: nothing one provider stores (sessions, pending logins,
+/// back-channel indexes, used logout tokens, refresh locks) is visible to the other, and the
+/// `default` provider keeps the keys it had before providers existed.
+#[tokio::test]
+async fn providers_share_a_store_but_not_a_single_key() {
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let default = sessions(Arc::clone(&store), &[KEY_A]);
+    let corp = sessions(Arc::clone(&store), &[KEY_A]).in_namespace("corp");
+    let id = SessionId([7; 16]);
+    let ttl = Duration::from_secs(60);
+
+    assert!(default.session_key(&id).starts_with("session:"));
+    assert!(!default.session_key(&id)["session:".len()..].contains(':'));
+    assert!(corp.session_key(&id).starts_with("session:corp:"));
+    assert!(corp.pending_key("s").starts_with("login:corp:"));
+    assert!(
+        corp.pending_list_key(b"b")
+            .starts_with("login-binding:corp:")
+    );
+
+    corp.create(&id, &record(), ttl, ttl).await.unwrap();
+    assert!(default.load(&id).await.unwrap().is_none());
+    assert!(corp.load(&id).await.unwrap().is_some());
+    // A back-channel logout of `alice` at the default provider's IdP leaves corp's alice alone.
+    assert_eq!(default.delete_by_subject("alice").await.unwrap(), 0);
+    assert!(corp.load(&id).await.unwrap().is_some());
+
+    corp.put_pending("state-1", &PendingLoginRecord::default(), ttl)
+        .await
+        .unwrap();
+    assert!(default.take_pending("state-1").await.unwrap().is_none());
+    assert!(corp.take_pending("state-1").await.unwrap().is_some());
+
+    corp.remember_logout_token("jti-1", ttl).await.unwrap();
+    assert!(!default.logout_token_seen("jti-1").await.unwrap());
+    assert!(corp.try_lock_refresh(&id, b"a", ttl).await.unwrap());
+    assert!(default.try_lock_refresh(&id, b"b", ttl).await.unwrap());
+
+    // A record copied under the other provider's key does not open there.
+    let sealed = store.get(&corp.session_key(&id)).await.unwrap().unwrap();
+    store
+        .put(&default.session_key(&id), sealed, ttl)
+        .await
+        .unwrap();
+    assert!(default.load(&id).await.unwrap().is_none());
 }

@@ -108,7 +108,7 @@ export function httpbinJson(body) {
  * and field names come from the page). With { until: 'callback' } it stops before sending the
  * callback and returns it.
  */
-export async function login(stack, { client = newClient(stack), startPath = '/anything?hello=world', until, user = stack.user ?? USER } = {}) {
+export async function login(stack, { client = newClient(stack), startPath = '/anything?hello=world', callbackPath = '/callback', until, user = stack.user ?? USER } = {}) {
   const meta = await stack.discovery();
   const idp = idpOrigin(stack);
   const leavesIdp = (u) => u.origin !== idp;
@@ -151,7 +151,7 @@ export async function login(stack, { client = newClient(stack), startPath = '/an
   }
   const cbUrl = new URL(callback.url);
   assert.equal(cbUrl.origin, stack.urls.envoy, `callback goes to Envoy: ${cbUrl.href}`);
-  assert.equal(cbUrl.pathname, '/callback');
+  assert.equal(cbUrl.pathname, callbackPath);
   const code = callback.form?.code ?? cbUrl.searchParams.get('code');
   assert.ok(code, `the IdP returned a code: ${JSON.stringify(callback)}`);
 

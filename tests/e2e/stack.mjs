@@ -254,6 +254,14 @@ export function envoyConfigFor({ listen, authz, upstream, admin }) {
   return y;
 }
 
+/** Envoy YAML with `routes` (YAML list items, indented as the file's) before its catch-all route. */
+export function withRoutes(yaml, routes) {
+  if (!routes) return yaml;
+  const catchAll = '              - match: { prefix: / }\n';
+  if (yaml.split(catchAll).length !== 2) throw new Error('envoy/envoy.yaml: expected exactly one catch-all route');
+  return yaml.replace(catchAll, `${routes.replace(/\n*$/, '\n')}${catchAll}`);
+}
+
 export const CLIENT_FOR_AUTH = {
   client_secret_basic: { client_id: 'envoy', client_secret: 'envoy-secret' },
   client_secret_post: { client_id: 'envoy-post', client_secret: 'envoy-post-secret' },
@@ -276,6 +284,8 @@ let stackCounter = 0;
  *   ports            fixed ports { envoy, envoyAdmin, authz, authzAdmin, idp, httpbin, redis }
  *   redis            start redis-server even for memory storage (default: only for redis storage)
  *   idpHost          host name in the IdP issuer: '127.0.0.1' (default) or 'localhost' (cross-site)
+ *   idpRedirectPaths more callback paths the IdP's clients accept (e.g. another provider's)
+ *   envoyRoutes      YAML of more Envoy routes, put before the catch-all route of envoy/envoy.yaml
  */
 export async function startStack(opts = {}) {
   // A port picked free can be taken (e.g. as a client's source port) before its server binds it:
@@ -398,7 +408,7 @@ async function startStackOnce(opts) {
       port: ports.idp,
       issuerHost: idpHost,
       accessTokenTtl,
-      redirectUris: [`${envoyBase}/callback`],
+      redirectUris: ['/callback', ...(opts.idpRedirectPaths ?? [])].map((p) => `${envoyBase}${p}`),
       postLogoutRedirectUris: [`${envoyBase}/`],
       backchannelLogoutUri: `${envoyBase}/backchannel-logout`,
       log: (...a) => idpLog.write(`${new Date().toISOString()} ${a.map((x) => (typeof x === 'string' ? x : (x?.stack ?? JSON.stringify(x)))).join(' ')}\n`),
@@ -461,9 +471,9 @@ async function startStackOnce(opts) {
 
     // Envoy
     const envoyYaml = path.join(logDir, 'envoy.yaml');
-    fs.writeFileSync(envoyYaml, envoyConfigFor({
+    fs.writeFileSync(envoyYaml, withRoutes(envoyConfigFor({
       listen: ports.envoy, authz: ports.authz, upstream: ports.httpbin, admin: ports.envoyAdmin,
-    }));
+    }), opts.envoyRoutes));
     procs.envoy = new Proc('envoy', bins.envoy, [
       '-c', envoyYaml, '--disable-hot-restart', '--concurrency', '1',
       '-l', process.env.ENVOY_LOG_LEVEL ?? 'warn',

@@ -20,7 +20,7 @@ use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use oidc_authz::clock::{Clock, SystemClock};
 use oidc_authz::config::load_from_str;
 use oidc_authz::oidc::provider::{Provider, ProviderSettings};
-use oidc_authz::server::{self, App};
+use oidc_authz::server::{self, App, IdentityProviders};
 use oidc_authz::session::memory::MemoryStore;
 use oidc_authz::session::{SessionStore, StoreError};
 use tonic::transport::Channel;
@@ -177,19 +177,37 @@ impl Authz {
         wait_for_discovery: bool,
         clock: Arc<dyn Clock>,
     ) -> Authz {
+        let discover: &[&str] = if wait_for_discovery { &["*"] } else { &[] };
+        Self::start_discovering(yaml, store, discover, clock).await
+    }
+
+    /// Starts with one IdP client per configured provider; waits for the discovery of the
+    /// providers named in `discover` (`*`: all). The others are never discovered (an IdP that is
+    /// down from the start).
+    pub async fn start_discovering(
+        yaml: &str,
+        store: Arc<dyn SessionStore>,
+        discover: &[&str],
+        clock: Arc<dyn Clock>,
+    ) -> Authz {
         let (config, _) = load_from_str(yaml, "test.yaml", Vec::new()).expect("valid test config");
-        let settings = ProviderSettings {
-            http_timeout: Duration::from_secs(2),
-            ..ProviderSettings::from_config(&config)
-        };
-        let provider = Provider::new(settings, Arc::clone(&clock)).unwrap();
-        if wait_for_discovery {
-            provider
-                .discover()
-                .await
-                .expect("discovery of the fake IdP");
+        let mut providers: IdentityProviders = Vec::new();
+        for name in config.provider_names() {
+            let provider_config = config.for_provider(name).unwrap();
+            let settings = ProviderSettings {
+                http_timeout: Duration::from_secs(2),
+                ..ProviderSettings::from_config(&provider_config)
+            };
+            let provider = Provider::new(settings, Arc::clone(&clock)).unwrap();
+            if discover.iter().any(|d| *d == "*" || *d == name) {
+                provider
+                    .discover()
+                    .await
+                    .expect("discovery of the fake IdP");
+            }
+            providers.push((name.to_owned(), provider));
         }
-        let app = App::assemble(config, store, provider, clock).unwrap();
+        let app = App::assemble_providers(config, store, providers, clock).unwrap();
         let flow = Arc::clone(&app.flow);
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -303,11 +321,14 @@ pub struct Browser {
     pub origin_host: String,
 }
 
+#[derive(Default)]
 pub struct Req<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub headers: Vec<(&'a str, &'a str)>,
     pub body: &'a str,
+    /// The route's `context_extensions`, as Envoy's per-route ext_authz settings send them.
+    pub context_extensions: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> Req<'a> {
@@ -321,7 +342,14 @@ impl<'a> Req<'a> {
                 ("sec-fetch-mode", "navigate"),
             ],
             body: "",
+            context_extensions: Vec::new(),
         }
+    }
+
+    /// On a route whose ext_authz settings carry `context_extensions: { key: value }`.
+    pub fn on_route(mut self, key: &'a str, value: &'a str) -> Self {
+        self.context_extensions.push((key, value));
+        self
     }
 
     pub fn with_header(mut self, name: &'a str, value: &'a str) -> Self {
@@ -369,6 +397,11 @@ impl Browser {
                     }),
                     ..Default::default()
                 }),
+                context_extensions: request
+                    .context_extensions
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 ..Default::default()
             }),
         };
@@ -447,6 +480,7 @@ impl Browser {
                 path: callback.path(),
                 headers: vec![("content-type", "application/x-www-form-urlencoded")],
                 body: &params,
+                context_extensions: Vec::new(),
             };
             self.send(request).await
         } else {
