@@ -1,6 +1,6 @@
-//! The admin HTTP endpoint: `GET /healthz` (the process answers), `GET /readyz` (the IdP has been
-//! discovered and the session store answers), for Kubernetes probes and the test harness, and
-//! `GET /metrics` (Prometheus text format).
+//! The admin HTTP endpoint: `GET /healthz` (the process answers), `GET /readyz` (not draining, the
+//! IdP has been discovered and the session store answers; otherwise 503 with the reason), for
+//! Kubernetes probes and the test harness, and `GET /metrics` (Prometheus text format).
 
 use std::sync::Arc;
 
@@ -10,12 +10,27 @@ use axum::http::StatusCode;
 use axum::routing::get;
 
 use crate::flow::Flow;
+use crate::readiness::Readiness;
+
+/// What the admin handlers read.
+#[derive(Clone)]
+struct AdminState {
+    flow: Arc<Flow>,
+    readiness: Arc<Readiness>,
+}
 
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(flow): State<Arc<Flow>>) -> (StatusCode, &'static str) {
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
+    let flow = &state.flow;
+    if state.readiness.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: shutting down, still answering Checks\n",
+        );
+    }
     if flow.provider().metadata().is_none() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -31,7 +46,8 @@ async fn readyz(State(flow): State<Arc<Flow>>) -> (StatusCode, &'static str) {
     (StatusCode::OK, "ready\n")
 }
 
-async fn metrics(State(flow): State<Arc<Flow>>) -> ([(&'static str, &'static str); 1], String) {
+async fn metrics(State(state): State<AdminState>) -> ([(&'static str, &'static str); 1], String) {
+    let flow = &state.flow;
     let idp_ready = flow.provider().metadata().is_some();
     (
         [("content-type", "text/plain; version=0.0.4")],
@@ -39,10 +55,10 @@ async fn metrics(State(flow): State<Arc<Flow>>) -> ([(&'static str, &'static str
     )
 }
 
-pub fn router(flow: Arc<Flow>) -> Router {
+pub fn router(flow: Arc<Flow>, readiness: Arc<Readiness>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(flow)
+        .with_state(AdminState { flow, readiness })
 }

@@ -13,7 +13,8 @@
 //! - [`session`]: session and pending-login records, sealed, over a narrow byte store (memory, Redis).
 //! - [`crypto`]: cookie MACs, record sealing, randomness; the only holder of key bytes.
 //! - [`config`], [`error`] (every failure mapped to an answer in one place), [`admin`]
-//!   (health, readiness, [`metrics`]), [`telemetry`], [`server`] (wiring and `run`).
+//!   (health, readiness, [`metrics`]), [`readiness`] (gRPC health and `/readyz`: discovered,
+//!   draining), [`telemetry`], [`server`] (wiring, `run`, drain on shutdown).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod flow;
 pub mod metrics;
 pub mod oidc;
+pub mod readiness;
 pub mod secret;
 pub mod server;
 pub mod session;

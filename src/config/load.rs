@@ -129,6 +129,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "logout_methods",
     "logout_redirect_uri",
     "backchannel_logout_path",
+    "shutdown_drain_period",
+    "shutdown_grace_period",
 ];
 
 fn apply_env_overrides(

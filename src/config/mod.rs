@@ -10,6 +10,7 @@ mod load;
 mod reader;
 #[cfg(test)]
 mod redis_tests;
+mod shutdown;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -23,6 +24,7 @@ use url::Url;
 
 use crate::secret::Secret;
 pub use load::{ConfigError, ENV_PREFIX, load, load_from_str};
+pub use shutdown::ShutdownPeriods;
 
 /// How the client authenticates at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,4 +209,6 @@ pub struct Config {
     /// instead, so no token ever appears in a URL (OIDC RP-Initiated Logout 1.0, section 2).
     pub logout_id_token_hint: bool,
     pub backchannel_logout_path: Option<String>,
+    /// `shutdown_drain_period`, `shutdown_grace_period`: SIGTERM to exit (`server::run`).
+    pub shutdown: ShutdownPeriods,
 }

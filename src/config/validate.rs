@@ -340,6 +340,8 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         }
     }
 
+    let shutdown = super::shutdown::shutdown_periods(&mut reader);
+
     reader.finish();
 
     Config {
@@ -382,5 +384,6 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         logout_redirect_uri,
         logout_id_token_hint,
         backchannel_logout_path,
+        shutdown,
     }
 }
