@@ -23,27 +23,23 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
+/// 200 `ready`, or 503 with the first reason not to send traffic here (one line).
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
     let flow = &state.flow;
+    let unavailable = |reason: &str| {
+        let one_line = reason.replace('\n', " ");
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{one_line}\n"))
+    };
     if state.readiness.is_draining() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining: shutting down, still answering Checks\n",
-        );
+        return unavailable("draining: shutting down, still answering Checks");
     }
-    if flow.provider().metadata().is_none() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "OpenID Provider not discovered yet\n",
-        );
+    if let Some(reason) = flow.provider().not_ready_reason() {
+        return unavailable(&reason);
     }
     if flow.sessions().store().ping().await.is_err() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session store unavailable\n",
-        );
+        return unavailable("session store unavailable");
     }
-    (StatusCode::OK, "ready\n")
+    (StatusCode::OK, "ready\n".into())
 }
 
 async fn metrics(State(state): State<AdminState>) -> ([(&'static str, &'static str); 1], String) {

@@ -224,6 +224,9 @@ impl Authz {
                 .discover()
                 .await
                 .expect("discovery of the fake IdP");
+        } else {
+            // As `App::build` does: in the background, with backoff, until it succeeds.
+            provider.spawn_discovery();
         }
         let app = App::assemble(config, store, provider, clock).unwrap();
         let flow = Arc::clone(&app.flow);
