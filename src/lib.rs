@@ -14,8 +14,9 @@
 //! - [`session`]: session and pending-login records, sealed, over a narrow byte store (memory, Redis).
 //! - [`crypto`]: cookie MACs, record sealing, randomness; the only holder of key bytes.
 //! - [`config`], [`error`] (every failure mapped to an answer in one place), [`admin`]
-//!   (health, readiness, [`metrics`]), [`telemetry`], [`log_limit`] (one line per second per
-//!   error kind), [`server`] (wiring and `run`).
+//!   (health, readiness, [`metrics`]), [`readiness`] (gRPC health and `/readyz`: discovered,
+//!   draining), [`telemetry`], [`log_limit`] (one line per second per error kind), [`server`]
+//!   (wiring, `run`, drain on shutdown).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod gateway;
 pub mod log_limit;
 pub mod metrics;
 pub mod oidc;
+pub mod readiness;
 pub mod secret;
 pub mod server;
 pub mod session;

@@ -1,5 +1,7 @@
 //! The `oidc-authz` binary: read the config (exit 64 listing every problem, before binding any
-//! port), bind, serve until SIGINT/SIGTERM. `--check-config` stops after validation.
+//! port), bind, serve until SIGINT/SIGTERM, then drain (`server::run`: NOT_SERVING for
+//! `shutdown_drain_period` while still answering, then at most `shutdown_grace_period` for Checks
+//! in flight). `--check-config` stops after validation.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,7 +71,7 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-    tracing::info!("shutting down");
+    tracing::info!("shutdown signal received");
 }
 
 fn main() -> ExitCode {
@@ -107,7 +109,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         let grpc = GrpcListener::bind(&config.listen).await;
-        let admin = tokio::net::TcpListener::bind(config.admin_listen).await;
+        let admin = server::bind_reusable(config.admin_listen);
         let (grpc, admin) = match (grpc, admin) {
             (Ok(grpc), Ok(admin)) => (grpc, admin),
             (Err(error), _) => {

@@ -1,24 +1,29 @@
 //! Wiring: `App::build` turns a `Config` into the running parts (keys, store, one IdP client and
-//! flow per provider, the gateway over them);
-//! `run` serves gRPC Check and the admin endpoint on listeners the caller bound, until `shutdown`.
+//! flow per provider, the gateway over them); `run` serves gRPC Check and the admin endpoint on
+//! listeners the caller bound, until `shutdown`, then drains (NOT_SERVING while still answering,
+//! then a bounded wait for Checks in flight).
 //! Tests start the real server this way on port 0. The gRPC listener may be a Unix socket
-//! (`GrpcListener::bind`), so that only Envoy can ask for Checks whose answers carry tokens.
+//! (`GrpcListener::bind`), so that only Envoy can ask for Checks whose answers carry tokens; a TCP
+//! one is bound with `SO_REUSEPORT`, so a new process can serve before the old one has left.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
 use crate::authz::{AuthorizationServer, AuthzService};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, DEFAULT_PROVIDER, ListenAddress, RedisMode, SessionStorage};
+use crate::config::{
+    Config, DEFAULT_PROVIDER, ListenAddress, RedisMode, SessionStorage, ShutdownPeriods,
+};
 use crate::crypto::KeyRing;
 use crate::flow::Flow;
 use crate::gateway::{Gateway, NamedFlow};
 use crate::metrics::Metrics;
 use crate::oidc::IdentityProvider;
 use crate::oidc::provider::{Provider, ProviderSettings};
+use crate::readiness::Readiness;
 use crate::secret::Secret;
 use crate::session::memory::MemoryStore;
 use crate::session::redis::{RedisStore, RedisTls, RedisTopology};
@@ -30,6 +35,7 @@ pub struct App {
     /// The `default` provider's flow (the only one without `providers:`).
     pub flow: Arc<Flow>,
     trust_forwarded_headers: bool,
+    shutdown: ShutdownPeriods,
 }
 
 /// Each provider's IdP client, by provider name.
@@ -160,6 +166,7 @@ impl App {
             flow: Arc::clone(gateway.default_flow()),
             gateway: Arc::new(gateway),
             trust_forwarded_headers: config.trust_forwarded_headers,
+            shutdown: config.shutdown,
         })
     }
 }
@@ -170,6 +177,9 @@ pub enum GrpcListener {
     Unix {
         listener: UnixListener,
         path: PathBuf,
+        /// The socket file's inode: at exit the file is removed only if it is still ours, not one
+        /// a newer process (started while this one drained) put in its place.
+        inode: u64,
     },
 }
 
@@ -184,16 +194,39 @@ impl GrpcListener {
     /// path is left alone (and binding fails).
     pub async fn bind(address: &ListenAddress) -> std::io::Result<GrpcListener> {
         match address {
-            ListenAddress::Tcp(address) => Ok(GrpcListener::Tcp(TcpListener::bind(address).await?)),
+            ListenAddress::Tcp(address) => Ok(GrpcListener::Tcp(bind_reusable(*address)?)),
             ListenAddress::Unix(path) => {
+                use std::os::unix::fs::MetadataExt;
                 remove_stale_socket(path)?;
+                let listener = UnixListener::bind(path)?;
                 Ok(GrpcListener::Unix {
-                    listener: UnixListener::bind(path)?,
+                    listener,
                     path: path.clone(),
+                    inode: std::fs::symlink_metadata(path)?.ino(),
                 })
             }
         }
     }
+}
+
+/// Pending connections the kernel queues before `accept` (tokio's `TcpListener::bind` default).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `address` with `SO_REUSEPORT`: while an old process drains, a new one can bind the same
+/// port and the kernel spreads new connections over both; when the old one closes its listener,
+/// all go to the new one. Linux allows this only between sockets of the same user, so another
+/// user cannot take over the port. Used for the admin port too: the new process must start while
+/// the old one still answers `/readyz` ("draining").
+pub fn bind_reusable(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn remove_stale_socket(path: &Path) -> std::io::Result<()> {
@@ -206,7 +239,19 @@ fn remove_stale_socket(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Serves until `shutdown` completes, then drains.
+/// Removes the socket file at `path` if it is the one this process bound (same inode).
+fn remove_own_socket(path: &Path, inode: u64) {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.ino() == inode) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Serves until `shutdown` completes, then drains: health and `/readyz` say NOT_SERVING / draining
+/// at once, Checks are still answered for `shutdown_drain_period` (long enough for Envoy's health
+/// checks to move traffic elsewhere), then the listener closes (connections get an HTTP/2 GOAWAY)
+/// and Checks in flight get `shutdown_grace_period` to finish; whatever is left after that is
+/// dropped, and `run` returns. gRPC health is NOT_SERVING until the IdP has been discovered.
 pub async fn run(
     grpc_listener: impl Into<GrpcListener>,
     admin_listener: TcpListener,
@@ -214,17 +259,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AuthorizationServer<AuthzService>>()
-        .await;
+    let readiness = Arc::new(Readiness::new(health_reporter).await);
+    let discovery_watch = tokio::spawn(serve_once_discovered(
+        Arc::clone(app.gateway.default_flow()),
+        Arc::clone(&readiness),
+    ));
     let authz = AuthzService::new(Arc::clone(&app.gateway), app.trust_forwarded_headers);
 
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin = axum::serve(
-        admin_listener,
-        crate::admin::router(Arc::clone(&app.gateway)),
-    )
-    .with_graceful_shutdown(async {
+    let admin_router = crate::admin::router(Arc::clone(&app.gateway), Arc::clone(&readiness));
+    let admin = axum::serve(admin_listener, admin_router).with_graceful_shutdown(async {
         let _ = admin_stopped.await;
     });
     let admin_task = tokio::spawn(async move { admin.await });
@@ -232,24 +276,77 @@ pub async fn run(
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AuthorizationServer::new(authz));
-    let grpc = match grpc_listener.into() {
-        GrpcListener::Tcp(listener) => {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
-        }
-        GrpcListener::Unix { listener, path } => {
-            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-            let served = router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await;
-            let _ = std::fs::remove_file(path);
-            served
+    let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop_accepting_signal = async {
+        let _ = accepting_stopped.await;
+    };
+    let grpc = async move {
+        match grpc_listener.into() {
+            GrpcListener::Tcp(listener) => {
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                router
+                    .serve_with_incoming_shutdown(incoming, stop_accepting_signal)
+                    .await
+            }
+            GrpcListener::Unix {
+                listener,
+                path,
+                inode,
+            } => {
+                let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+                let served = router
+                    .serve_with_incoming_shutdown(incoming, stop_accepting_signal)
+                    .await;
+                remove_own_socket(&path, inode);
+                served
+            }
         }
     };
+    let served = drain_on(shutdown, grpc, &readiness, app.shutdown, stop_accepting).await;
+    discovery_watch.abort();
     let _ = stop_admin.send(());
     let _ = admin_task.await;
-    grpc.map_err(|error| format!("gRPC server failed: {error}"))
+    served.map_err(|error| format!("gRPC server failed: {error}"))
+}
+
+/// Runs `grpc` until `shutdown`; then NOT_SERVING, the drain period, `stop_accepting`, and at most
+/// the grace period for `grpc` to finish the Checks in flight.
+async fn drain_on<E>(
+    shutdown: impl Future<Output = ()>,
+    grpc: impl Future<Output = Result<(), E>>,
+    readiness: &Readiness,
+    periods: ShutdownPeriods,
+    stop_accepting: tokio::sync::oneshot::Sender<()>,
+) -> Result<(), E> {
+    let mut grpc = std::pin::pin!(grpc);
+    tokio::select! {
+        served = &mut grpc => return served,
+        () = shutdown => {}
+    }
+    readiness.start_draining().await;
+    tracing::info!(drain = ?periods.drain, grace = ?periods.grace, "shutting down: NOT_SERVING, still answering Checks while Envoy moves traffic");
+    tokio::select! {
+        served = &mut grpc => return served,
+        () = tokio::time::sleep(periods.drain) => {}
+    }
+    let _ = stop_accepting.send(());
+    match tokio::time::timeout(periods.grace, grpc).await {
+        Ok(served) => served,
+        Err(_) => {
+            tracing::warn!(grace = ?periods.grace, "Checks still in flight at the end of shutdown_grace_period; exiting without them");
+            Ok(())
+        }
+    }
+}
+
+/// SERVING once the IdP has been discovered: before that, a Check that needs the IdP can only
+/// answer "could not decide", so Envoy should prefer a replica that can. Polls every 50 ms
+/// (discovery is the provider's background task); stops once discovered, or when `run` aborts it.
+async fn serve_once_discovered(flow: Arc<Flow>, readiness: Arc<Readiness>) {
+    const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+    while flow.provider().metadata().is_none() {
+        tokio::time::sleep(POLL).await;
+    }
+    readiness.mark_discovered().await;
 }

@@ -122,7 +122,7 @@ async fn check_is_served_on_a_unix_socket() {
         &config,
         format!(
             "issuer: {}\nclient_id: {}\nclient_secret: {}\nsession_secret: [{KEY_A}]\n\
-             listen: unix:{}\nadmin_listen: 127.0.0.1:0\n",
+             listen: unix:{}\nadmin_listen: 127.0.0.1:0\nshutdown_drain_period: 1\n",
             idp.issuer,
             idp::CLIENT_ID,
             idp::CLIENT_SECRET,
@@ -152,6 +152,14 @@ async fn check_is_served_on_a_unix_socket() {
         .status()
         .expect("kill -TERM");
     assert!(terminated.success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        matches!(
+            first_decision(&socket).await,
+            HttpResponse::DeniedResponse(_)
+        ),
+        "still answering Checks during the drain period"
+    );
     let deadline = Instant::now() + EXIT_BOUND;
     let status = loop {
         if let Some(status) = running.0.try_wait().unwrap() {

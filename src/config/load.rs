@@ -133,6 +133,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "logout_redirect_uri",
     "backchannel_logout_path",
     "providers",
+    "shutdown_drain_period",
+    "shutdown_grace_period",
 ];
 
 fn apply_env_overrides(

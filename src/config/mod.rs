@@ -14,6 +14,7 @@ mod providers_tests;
 mod reader;
 #[cfg(test)]
 mod redis_tests;
+mod shutdown;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -29,6 +30,7 @@ use crate::secret::Secret;
 pub use idp_client::IdpClient;
 pub use load::{ConfigError, ENV_PREFIX, load, load_from_str};
 pub use providers::{DEFAULT_PROVIDER, NamedProvider};
+pub use shutdown::ShutdownPeriods;
 
 /// How the client authenticates at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,4 +218,6 @@ pub struct Config {
     /// `providers:`, the named IdP clients besides the top-level `default` (see `providers.rs`
     /// and `Config::for_provider`); empty in a provider's own `Config`.
     pub providers: Vec<NamedProvider>,
+    /// `shutdown_drain_period`, `shutdown_grace_period`: SIGTERM to exit (`server::run`).
+    pub shutdown: ShutdownPeriods,
 }

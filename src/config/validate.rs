@@ -209,6 +209,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         },
         reader.errors,
     );
+    let shutdown = super::shutdown::shutdown_periods(&mut reader);
 
     reader.finish();
 
@@ -266,5 +267,6 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         logout_id_token_hint,
         backchannel_logout_path,
         providers,
+        shutdown,
     }
 }

@@ -34,7 +34,10 @@ impl Flow {
                 set_cookies,
             });
         }
-        let metadata = self.provider.metadata().ok_or(Error::ProviderNotReady)?;
+        let Some(metadata) = self.provider.metadata() else {
+            self.provider.discovery_wanted();
+            return Err(Error::ProviderNotReady);
+        };
 
         // One login cookie serves every tab logging in at once; each login has its own state.
         let existing_binding = jar

@@ -32,6 +32,16 @@ pub trait IdentityProvider: Send + Sync + 'static {
     /// The discovery document, `None` until discovery has succeeded.
     fn metadata(&self) -> Option<std::sync::Arc<ProviderMetadata>>;
 
+    /// A login needs the IdP and found it undiscovered: retry discovery now (rate-limited).
+    fn discovery_wanted(&self) {}
+
+    /// Why the IdP cannot be used yet (for `/readyz`), `None` once it is discovered.
+    fn not_ready_reason(&self) -> Option<String> {
+        self.metadata()
+            .is_none()
+            .then(|| "OpenID Provider not discovered yet".into())
+    }
+
     async fn exchange_code(
         &self,
         code: &Secret,

@@ -1,6 +1,7 @@
 //! `Provider`: the real `IdentityProvider`, on the openidconnect crate's client. Discovery and the
-//! first JWKS fetch run in the background with backoff until they succeed; until then
-//! `metadata()` is `None` and the flow answers "could not decide". All IdP traffic goes through
+//! first JWKS fetch run in the background with backoff (capped at 5 s, and cut short, at most once
+//! a second, when a login needs the IdP) until they succeed; until then `metadata()` is `None`,
+//! `not_ready_reason()` says why, and the flow answers "could not decide". All IdP traffic goes through
 //! `IdpHttpClient` (no redirects followed, so no SSRF via the IdP; bodies size-capped).
 
 use std::borrow::Cow;
@@ -23,6 +24,18 @@ use super::jwks::{self, FetchedKeys, JwksCache};
 /// JWKS fetches failed in a row before discovery is run again.
 const REDISCOVER_AFTER_FAILURES: u32 = 3;
 const REDISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
+/// The first wait after a failed discovery; it doubles up to `DISCOVERY_BACKOFF_CAP`.
+const DISCOVERY_FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between discovery attempts: an IdP back from an outage is found within this
+/// (plus one request), without a login having to ask.
+pub const DISCOVERY_BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Attempts asked for by logins (`discovery_wanted`) start at most this often.
+pub const DISCOVERY_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The wait after `current` when discovery failed again.
+pub fn next_discovery_backoff(current: Duration) -> Duration {
+    (current * 2).min(DISCOVERY_BACKOFF_CAP)
+}
 use super::logout_token::{self, LogoutClaims, RawLogoutClaims};
 use super::token::{self, RelyingPartyClient, TokenError, TokenSet};
 use super::{IdentityProvider, at_hash};
@@ -67,6 +80,11 @@ pub struct Provider {
     discovered: RwLock<Option<Arc<Discovered>>>,
     /// When discovery was last re-run because the key set could not be fetched.
     last_rediscovery: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Woken by a login that found the IdP undiscovered: the discovery loop retries at once
+    /// (at most once per `DISCOVERY_MIN_INTERVAL`). A permit is kept if nobody waits yet.
+    discovery_wanted: tokio::sync::Notify,
+    /// Why the last discovery attempt failed, for `/readyz`; `None` before the first one ends.
+    last_discovery_error: std::sync::Mutex<Option<String>>,
 }
 
 pub struct ProviderSettings {
@@ -111,15 +129,20 @@ impl Provider {
             clock,
             discovered: RwLock::new(None),
             last_rediscovery: std::sync::Mutex::new(None),
+            discovery_wanted: tokio::sync::Notify::new(),
+            last_discovery_error: std::sync::Mutex::new(None),
         }))
     }
 
-    /// Runs discovery until it succeeds, backing off from 1 s to 30 s between attempts.
+    /// Runs discovery until it succeeds, backing off from 1 s to `DISCOVERY_BACKOFF_CAP` between
+    /// attempts; a login asking for the IdP (`discovery_wanted`) cuts the wait short, but no two
+    /// attempts start less than `DISCOVERY_MIN_INTERVAL` apart.
     pub fn spawn_discovery(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let provider = Arc::clone(self);
         tokio::spawn(async move {
-            let mut backoff = Duration::from_secs(1);
+            let mut backoff = DISCOVERY_FIRST_BACKOFF;
             loop {
+                let started = tokio::time::Instant::now();
                 match provider.discover().await {
                     Ok(()) => {
                         tracing::info!(issuer = %provider.issuer, "OpenID Provider discovered");
@@ -127,10 +150,19 @@ impl Provider {
                     }
                     Err(error) => {
                         tracing::warn!(issuer = %provider.issuer, %error, retry_in = ?backoff, "OpenID Provider discovery failed");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        *provider
+                            .last_discovery_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
                     }
                 }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = provider.discovery_wanted.notified() => {
+                        tokio::time::sleep_until(started + DISCOVERY_MIN_INTERVAL).await;
+                    }
+                }
+                backoff = next_discovery_backoff(backoff);
             }
         })
     }
@@ -240,6 +272,27 @@ impl Provider {
 impl IdentityProvider for Provider {
     fn metadata(&self) -> Option<Arc<ProviderMetadata>> {
         self.discovered().map(|d| Arc::clone(&d.metadata))
+    }
+
+    fn discovery_wanted(&self) {
+        if self.discovered().is_none() {
+            self.discovery_wanted.notify_one();
+        }
+    }
+
+    fn not_ready_reason(&self) -> Option<String> {
+        if self.discovered().is_some() {
+            return None;
+        }
+        let last_error = self
+            .last_discovery_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Some(match last_error {
+            Some(error) => format!("OpenID Provider not discovered yet: last attempt: {error}"),
+            None => "OpenID Provider not discovered yet: first attempt in progress".into(),
+        })
     }
 
     async fn exchange_code(

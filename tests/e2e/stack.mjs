@@ -442,6 +442,8 @@ async function startStackOnce(opts) {
       logout_path: '/logout',
       logout_redirect_uri: '/',
       backchannel_logout_path: '/backchannel-logout',
+      // One instance and tests that restart it: no drain unless a test asks (tests/faults does).
+      shutdown_drain_period: 0,
     }, opts.extraConfig);
     stack.config = config;
     stack.configFile = path.join(logDir, 'oidc-authz.yaml');

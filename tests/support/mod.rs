@@ -34,6 +34,8 @@ pub const KEY_B: &str = "key-b-0123456789abcdef0123456789abcdef";
 pub struct SwitchableStore {
     inner: Arc<dyn SessionStore>,
     pub down: AtomicBool,
+    /// `get` waits 30 s before answering: a store that hangs (a Check stuck in flight).
+    pub stall_reads: AtomicBool,
 }
 
 impl SwitchableStore {
@@ -41,6 +43,7 @@ impl SwitchableStore {
         Arc::new(SwitchableStore {
             inner,
             down: AtomicBool::new(false),
+            stall_reads: AtomicBool::new(false),
         })
     }
 
@@ -83,6 +86,9 @@ impl SessionStore for SwitchableStore {
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.check()?;
+        if self.stall_reads.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
         self.inner.get(key).await
     }
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -160,7 +166,30 @@ impl Authz {
             idp::CLIENT_ID,
             idp::CLIENT_SECRET
         );
-        Self::start_full(&yaml, store, true, clock).await
+        Self::start_full(&yaml, store, true, clock, None).await
+    }
+
+    /// Like `start`, serving gRPC on `grpc_listener` (e.g. one bound with `SO_REUSEPORT`).
+    pub async fn start_on(
+        idp: &FakeIdp,
+        extra: &str,
+        store: Arc<dyn SessionStore>,
+        grpc_listener: tokio::net::TcpListener,
+    ) -> Authz {
+        let yaml = format!(
+            "issuer: {}\nclient_id: {}\nclient_secret: {}\nsession_secret: [{KEY_A}]\n{extra}",
+            idp.issuer,
+            idp::CLIENT_ID,
+            idp::CLIENT_SECRET
+        );
+        Self::start_full(
+            &yaml,
+            store,
+            true,
+            Arc::new(SystemClock),
+            Some(grpc_listener),
+        )
+        .await
     }
 
     pub async fn start_with_yaml(
@@ -168,7 +197,7 @@ impl Authz {
         store: Arc<dyn SessionStore>,
         wait_for_discovery: bool,
     ) -> Authz {
-        Self::start_full(yaml, store, wait_for_discovery, Arc::new(SystemClock)).await
+        Self::start_full(yaml, store, wait_for_discovery, Arc::new(SystemClock), None).await
     }
 
     async fn start_full(
@@ -176,21 +205,38 @@ impl Authz {
         store: Arc<dyn SessionStore>,
         wait_for_discovery: bool,
         clock: Arc<dyn Clock>,
+        grpc_listener: Option<tokio::net::TcpListener>,
     ) -> Authz {
         let discover: &[&str] = if wait_for_discovery { &["*"] } else { &[] };
-        Self::start_discovering(yaml, store, discover, clock).await
+        Self::start_discovering(
+            yaml,
+            store,
+            discover,
+            !wait_for_discovery,
+            clock,
+            grpc_listener,
+        )
+        .await
     }
 
     /// Starts with one IdP client per configured provider; waits for the discovery of the
-    /// providers named in `discover` (`*`: all). The others are never discovered (an IdP that is
-    /// down from the start).
+    /// providers named in `discover` (`*`: all). The others are discovered in the background as
+    /// `App::build` does when `in_background`, else never (an IdP that is down from the start).
     pub async fn start_discovering(
         yaml: &str,
         store: Arc<dyn SessionStore>,
         discover: &[&str],
+        in_background: bool,
         clock: Arc<dyn Clock>,
+        grpc_listener: Option<tokio::net::TcpListener>,
     ) -> Authz {
-        let (config, _) = load_from_str(yaml, "test.yaml", Vec::new()).expect("valid test config");
+        // Tests stop servers often and have no Envoy to move traffic: no drain unless asked for.
+        let yaml = if yaml.contains("shutdown_drain_period") {
+            yaml.to_owned()
+        } else {
+            format!("{yaml}\nshutdown_drain_period: 0\n")
+        };
+        let (config, _) = load_from_str(&yaml, "test.yaml", Vec::new()).expect("valid test config");
         let mut providers: IdentityProviders = Vec::new();
         for name in config.provider_names() {
             let provider_config = config.for_provider(name).unwrap();
@@ -204,12 +250,17 @@ impl Authz {
                     .discover()
                     .await
                     .expect("discovery of the fake IdP");
+            } else if in_background {
+                provider.spawn_discovery();
             }
             providers.push((name.to_owned(), provider));
         }
         let app = App::assemble_providers(config, store, providers, clock).unwrap();
         let flow = Arc::clone(&app.flow);
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = match grpc_listener {
+            Some(listener) => listener,
+            None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (grpc.local_addr().unwrap(), admin.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -229,6 +280,29 @@ impl Authz {
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// Sends the shutdown signal (as SIGTERM would) and returns at once; `stopped_within` waits.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits (at most `bound`) for `run` to return after `begin_shutdown`; `None` on timeout.
+    pub async fn stopped_within(&mut self, bound: Duration) -> Option<Result<(), String>> {
+        let task = self.task.as_mut()?;
+        let outcome = tokio::time::timeout(bound, task).await.ok()?;
+        self.task = None;
+        Some(outcome.unwrap())
+    }
+
+    /// A client of this server's `grpc.health.v1` service.
+    pub fn health_client(&self) -> tonic_health::pb::health_client::HealthClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(2));
+        tonic_health::pb::health_client::HealthClient::new(channel.connect_lazy())
     }
 
     pub async fn stop(mut self) {
