@@ -39,6 +39,7 @@ pub struct Metrics {
     refreshes: [AtomicU64; 3],
     rp_logouts: AtomicU64,
     backchannel_logouts: AtomicU64,
+    frontchannel_logouts: AtomicU64,
 }
 
 impl Metrics {
@@ -66,6 +67,10 @@ impl Metrics {
 
     pub fn record_backchannel_logout(&self) {
         self.backchannel_logouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_frontchannel_logout(&self) {
+        self.frontchannel_logouts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The text exposition format; `idp_ready` is read by the caller.
@@ -137,6 +142,11 @@ impl Metrics {
             out,
             "oidc_authz_logouts_total{{kind=\"backchannel\"}} {}",
             load(&self.backchannel_logouts)
+        );
+        let _ = writeln!(
+            out,
+            "oidc_authz_logouts_total{{kind=\"frontchannel\"}} {}",
+            load(&self.frontchannel_logouts)
         );
         let _ = writeln!(
             out,

@@ -129,6 +129,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "logout_methods",
     "logout_redirect_uri",
     "backchannel_logout_path",
+    "frontchannel_logout_path",
 ];
 
 fn apply_env_overrides(

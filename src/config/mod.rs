@@ -207,4 +207,6 @@ pub struct Config {
     /// instead, so no token ever appears in a URL (OIDC RP-Initiated Logout 1.0, section 2).
     pub logout_id_token_hint: bool,
     pub backchannel_logout_path: Option<String>,
+    /// The path the IdP loads in an iframe with `iss` and `sid` after a logout there.
+    pub frontchannel_logout_path: Option<String>,
 }

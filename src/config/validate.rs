@@ -324,6 +324,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     }
     let logout_id_token_hint = reader.bool_or("logout_id_token_hint", true);
     let backchannel_logout_path = path_key(&mut reader, "backchannel_logout_path", None);
+    let frontchannel_logout_path = path_key(&mut reader, "frontchannel_logout_path", None);
     let mut special_paths = HashSet::new();
     for (key, path) in [
         ("redirect_uri", Some(redirect_uri.path())),
@@ -331,6 +332,10 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         (
             "backchannel_logout_path",
             backchannel_logout_path.as_deref(),
+        ),
+        (
+            "frontchannel_logout_path",
+            frontchannel_logout_path.as_deref(),
         ),
     ] {
         if let Some(path) = path
@@ -382,5 +387,6 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         logout_redirect_uri,
         logout_id_token_hint,
         backchannel_logout_path,
+        frontchannel_logout_path,
     }
 }
