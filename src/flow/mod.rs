@@ -12,6 +12,7 @@ mod frontchannel;
 mod lifetime;
 mod login;
 mod logout;
+mod missing_claims;
 mod refresh;
 pub mod request;
 mod session;
