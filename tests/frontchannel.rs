@@ -125,3 +125,37 @@ async fn without_the_option_the_path_is_an_ordinary_page() {
     assert_eq!(user.send(Req::navigate("/")).await.status(), 200);
     authz.stop().await;
 }
+
+#[tokio::test]
+async fn with_sid_claim_sub_the_sid_parameter_names_the_user() {
+    let idp = FakeIdp::start().await;
+    let by_sub = format!("{CONFIG}\nfrontchannel_logout_sid_claim: sub");
+    let authz = Authz::start(&idp, &by_sub, SwitchableStore::memory()).await;
+    let mut first = logged_in(&idp, &authz).await;
+    *idp.state.session_id.lock().unwrap() = "idp-session-2".into();
+    let mut second = logged_in(&idp, &authz).await;
+    let mut iframe = authz.browser();
+
+    // An IdP session id means nothing in this mode.
+    let path = frontchannel_path(&idp.issuer, "idp-session-1");
+    assert_eq!(iframe.send(iframe_load(&path)).await.status(), 200);
+    assert_eq!(first.send(Req::navigate("/")).await.status(), 200);
+
+    // The user's sub (what LemonLDAP::NG 2.16 sends as `sid`): all of the user's sessions end.
+    let path = frontchannel_path(&idp.issuer, "alice");
+    assert_eq!(iframe.send(iframe_load(&path)).await.status(), 200);
+    assert_eq!(first.send(Req::navigate("/")).await.status(), 302);
+    assert_eq!(second.send(Req::navigate("/")).await.status(), 302);
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn by_default_a_sub_in_sid_ends_nothing() {
+    let idp = FakeIdp::start().await;
+    let authz = Authz::start(&idp, CONFIG, SwitchableStore::memory()).await;
+    let mut user = logged_in(&idp, &authz).await;
+    let path = frontchannel_path(&idp.issuer, "alice");
+    assert_eq!(authz.browser().send(iframe_load(&path)).await.status(), 200);
+    assert_eq!(user.send(Req::navigate("/")).await.status(), 200);
+    authz.stop().await;
+}

@@ -130,6 +130,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "logout_redirect_uri",
     "backchannel_logout_path",
     "frontchannel_logout_path",
+    "frontchannel_logout_sid_claim",
 ];
 
 fn apply_env_overrides(

@@ -318,6 +318,16 @@ fn frontchannel_logout_path_is_a_path_of_its_own() {
             .starts_with("frontchannel_logout_path: `/bye` is already used by another endpoint")),
         "{found:?}"
     );
+    let found = problems(&format!(
+        "{MINIMAL}frontchannel_logout_sid_claim: session\n"
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|p| p
+                .starts_with("frontchannel_logout_sid_claim: `session` is not one of: sid, sub")),
+        "{found:?}"
+    );
     let found = problems(&format!("{MINIMAL}frontchannel_logout_path: bye?x=1\n"));
     assert!(
         found

@@ -325,6 +325,14 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     let logout_id_token_hint = reader.bool_or("logout_id_token_hint", true);
     let backchannel_logout_path = path_key(&mut reader, "backchannel_logout_path", None);
     let frontchannel_logout_path = path_key(&mut reader, "frontchannel_logout_path", None);
+    let frontchannel_logout_sid_claim = reader.choice_or(
+        "frontchannel_logout_sid_claim",
+        &[
+            ("sid", FrontchannelSidClaim::Sid),
+            ("sub", FrontchannelSidClaim::Sub),
+        ],
+        FrontchannelSidClaim::Sid,
+    );
     let mut special_paths = HashSet::new();
     for (key, path) in [
         ("redirect_uri", Some(redirect_uri.path())),
@@ -388,5 +396,6 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         logout_id_token_hint,
         backchannel_logout_path,
         frontchannel_logout_path,
+        frontchannel_logout_sid_claim,
     }
 }

@@ -7,8 +7,12 @@
 //! cookie never comes with it. What authenticates the request is only the `sid`, an unguessable
 //! value the IdP gave us in the ID token; `iss` must be our issuer exactly. The query is attacker
 //! controlled, so nothing of it is logged.
+//!
+//! LemonLDAP::NG 2.16 puts no `sid` in its ID tokens and sends the user's id (`sub`) as `sid`:
+//! `frontchannel_logout_sid_claim: sub` compares `sid` with the `sub` index instead.
 
 use super::{Decision, Flow, RequestView};
+use crate::config::FrontchannelSidClaim;
 use crate::error::{Error, FrontchannelRefusal};
 
 /// `Cache-Control` of the answer: §2 asks the RP to keep the page out of every cache.
@@ -29,7 +33,12 @@ impl Flow {
                 FrontchannelRefusal::WrongIssuer,
             ));
         }
-        let ended = self.sessions.delete_by_idp_session(&idp_session_id).await?;
+        let ended = match self.config.frontchannel_logout_sid_claim {
+            FrontchannelSidClaim::Sid => {
+                self.sessions.delete_by_idp_session(&idp_session_id).await?
+            }
+            FrontchannelSidClaim::Sub => self.sessions.delete_by_subject(&idp_session_id).await?,
+        };
         tracing::info!(sessions = ended, "front-channel logout");
         self.metrics.record_frontchannel_logout();
         Ok(Decision::Deny {
