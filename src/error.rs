@@ -48,6 +48,21 @@ pub enum Error {
     MethodNotAllowed(String),
     #[error("the back-channel logout request is invalid: {0}")]
     InvalidLogoutToken(String),
+    #[error("the front-channel logout request is invalid: {0}")]
+    InvalidFrontchannelLogout(FrontchannelRefusal),
+}
+
+/// Why a front-channel logout request was refused: fixed reasons, never the request's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrontchannelRefusal {
+    #[error("no `iss` parameter")]
+    MissingIssuer,
+    #[error("`iss` is not the configured issuer")]
+    WrongIssuer,
+    #[error("no `sid` parameter")]
+    MissingSessionId,
+    #[error("`iss` or `sid` given more than once")]
+    RepeatedParameter,
 }
 
 /// What a failure becomes.
@@ -103,6 +118,7 @@ impl Error {
             Error::ProviderNotReady | Error::RefreshUnavailable(_) => FailureCause::Idp,
             Error::Random(_)
             | Error::UnknownProvider(_)
+            | Error::InvalidFrontchannelLogout(_)
             | Error::RefreshInterrupted
             | Error::AuthorizationRequest(_)
             | Error::CallbackIncomplete
@@ -166,6 +182,10 @@ impl Error {
             Error::InvalidLogoutToken(_) => Deny {
                 status: 400,
                 message: "Invalid logout token.",
+            },
+            Error::InvalidFrontchannelLogout(_) => Deny {
+                status: 400,
+                message: "Invalid front-channel logout request.",
             },
         }
     }

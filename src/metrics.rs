@@ -46,6 +46,7 @@ pub struct Metrics {
     /// Checks that could not be decided, by `FailureCause` (in `FailureCause::ALL` order).
     check_failures: [AtomicU64; 3],
     checks_cancelled: AtomicU64,
+    frontchannel_logouts: AtomicU64,
 }
 
 impl Metrics {
@@ -96,6 +97,10 @@ impl Metrics {
 
     pub fn record_backchannel_logout(&self) {
         self.backchannel_logouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_frontchannel_logout(&self) {
+        self.frontchannel_logouts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The text exposition format; `idp_ready` (each provider's name and whether it has been
@@ -199,6 +204,11 @@ impl Metrics {
             out,
             "oidc_authz_logouts_total{{kind=\"backchannel\"}} {}",
             load(&self.backchannel_logouts)
+        );
+        let _ = writeln!(
+            out,
+            "oidc_authz_logouts_total{{kind=\"frontchannel\"}} {}",
+            load(&self.frontchannel_logouts)
         );
         let _ = writeln!(
             out,

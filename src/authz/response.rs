@@ -159,7 +159,14 @@ pub fn check_response(decision: Decision) -> CheckResponse {
             headers,
             set_cookies,
         } => {
-            let mut all = vec![added("cache-control", "no-store")];
+            // `no-store` unless the flow chose its own `Cache-Control`: one header, not two.
+            let chooses_cache_control = headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("cache-control"));
+            let mut all = Vec::with_capacity(headers.len() + 2);
+            if !chooses_cache_control {
+                all.push(added("cache-control", "no-store"));
+            }
             let body = page(http_status, &message);
             if !body.is_empty() {
                 all.push(added("content-type", "text/html; charset=utf-8"));

@@ -135,6 +135,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "providers",
     "shutdown_drain_period",
     "shutdown_grace_period",
+    "frontchannel_logout_path",
+    "frontchannel_logout_sid_claim",
 ];
 
 fn apply_env_overrides(

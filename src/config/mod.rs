@@ -220,4 +220,19 @@ pub struct Config {
     pub providers: Vec<NamedProvider>,
     /// `shutdown_drain_period`, `shutdown_grace_period`: SIGTERM to exit (`server::run`).
     pub shutdown: ShutdownPeriods,
+    /// The path the IdP loads in an iframe with `iss` and `sid` after a logout there.
+    pub frontchannel_logout_path: Option<String>,
+    /// Which ID-token claim a front-channel logout's `sid` parameter names.
+    pub frontchannel_logout_sid_claim: FrontchannelSidClaim,
+}
+
+/// `frontchannel_logout_sid_claim`: what a front-channel logout's `sid` parameter is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontchannelSidClaim {
+    /// The ID token's `sid` (OIDC Front-Channel Logout 1.0): the sessions of one IdP session end.
+    Sid,
+    /// The ID token's `sub`, for IdPs that send the user's id as `sid` and no `sid` claim
+    /// (LemonLDAP::NG 2.16): every session of the user ends, and whoever knows a user's `sub`
+    /// can end them.
+    Sub,
 }

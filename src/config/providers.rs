@@ -87,6 +87,8 @@ impl Config {
         config.logout_path = provider.logout_path;
         config.logout_redirect_uri = provider.logout_redirect_uri;
         config.backchannel_logout_path = provider.backchannel_logout_path;
+        // Front-channel logout is the top-level provider's only (README, Several providers).
+        config.frontchannel_logout_path = None;
         Some(config)
     }
 }

@@ -301,3 +301,38 @@ fn http_timeout_fits_twice_in_envoys_ext_authz_timeout() {
         ]
     );
 }
+
+#[test]
+fn frontchannel_logout_path_is_a_path_of_its_own() {
+    let yaml = format!("{MINIMAL}frontchannel_logout_path: /frontchannel-logout\n");
+    let (config, _) = load_from_str(&yaml, "test.yaml", env(&[])).unwrap();
+    assert_eq!(
+        config.frontchannel_logout_path.as_deref(),
+        Some("/frontchannel-logout")
+    );
+    let found = problems(&format!(
+        "{MINIMAL}backchannel_logout_path: /bye\nfrontchannel_logout_path: /bye\n"
+    ));
+    assert!(
+        found.iter().any(|p| p
+            .starts_with("frontchannel_logout_path: `/bye` is already used by another endpoint")),
+        "{found:?}"
+    );
+    let found = problems(&format!(
+        "{MINIMAL}frontchannel_logout_sid_claim: session\n"
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|p| p
+                .starts_with("frontchannel_logout_sid_claim: `session` is not one of: sid, sub")),
+        "{found:?}"
+    );
+    let found = problems(&format!("{MINIMAL}frontchannel_logout_path: bye?x=1\n"));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("frontchannel_logout_path: `bye?x=1` must be a path")),
+        "{found:?}"
+    );
+}

@@ -181,6 +181,15 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     }
     let logout_id_token_hint = reader.bool_or("logout_id_token_hint", true);
     let backchannel_logout_path = path_key(&mut reader, "backchannel_logout_path", None);
+    let frontchannel_logout_path = path_key(&mut reader, "frontchannel_logout_path", None);
+    let frontchannel_logout_sid_claim = reader.choice_or(
+        "frontchannel_logout_sid_claim",
+        &[
+            ("sid", FrontchannelSidClaim::Sid),
+            ("sub", FrontchannelSidClaim::Sub),
+        ],
+        FrontchannelSidClaim::Sid,
+    );
     let mut special_paths = HashSet::new();
     for (key, path) in [
         ("redirect_uri", Some(client.redirect_uri.path())),
@@ -188,6 +197,10 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         (
             "backchannel_logout_path",
             backchannel_logout_path.as_deref(),
+        ),
+        (
+            "frontchannel_logout_path",
+            frontchannel_logout_path.as_deref(),
         ),
     ] {
         if let Some(path) = path
@@ -268,5 +281,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         backchannel_logout_path,
         providers,
         shutdown,
+        frontchannel_logout_path,
+        frontchannel_logout_sid_claim,
     }
 }

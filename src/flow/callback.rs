@@ -3,9 +3,9 @@
 //! exchanged, the ID token validated, and a new session is created.
 
 use super::cookies::{CookieJar, CookieKind};
-use super::lifetime;
 use super::login::BINDING_LABEL;
 use super::{Decision, Flow, RequestView};
+use super::{lifetime, missing_claims};
 use crate::crypto::cookie::{self, CookiePurpose};
 use crate::crypto::{constant_time_eq, labelled_hash};
 use crate::error::Error;
@@ -124,6 +124,10 @@ impl Flow {
             last_active_at: now,
             claims: super::session::header_claims(&self.config, &claims.claims),
         };
+        missing_claims::warn_once_per_missing_claim(
+            &self.config.upstream_claim_headers,
+            &record.claims,
+        );
         let id = SessionId::random()?;
         self.sessions
             .create(

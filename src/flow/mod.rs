@@ -1,6 +1,6 @@
 //! The login flow's decision tree, one Check at a time. `Flow::check` routes a request to the step
-//! that owns it: the callback (`callback`), logout (`logout`, `backchannel`), or the session check
-//! (`session`), which falls back to starting a login (`login`). IO sits behind `SessionStore` and
+//! that owns it: the callback (`callback`), logout (`logout`, `backchannel`, `frontchannel`), or
+//! the session check (`session`), which falls back to starting a login (`login`). IO sits behind `SessionStore` and
 //! `IdentityProvider`, time behind `Clock`, so every branch runs in unit tests. Knows nothing of
 //! Envoy's protos (`authz` translates).
 
@@ -8,9 +8,11 @@ mod backchannel;
 mod callback;
 pub mod cookies;
 mod decision;
+mod frontchannel;
 mod lifetime;
 mod login;
 mod logout;
+mod missing_claims;
 mod refresh;
 mod refresh_backoff;
 pub mod request;
@@ -92,6 +94,7 @@ impl Flow {
             Some(self.config.redirect_uri.path()),
             self.config.logout_path.as_deref(),
             self.config.backchannel_logout_path.as_deref(),
+            self.config.frontchannel_logout_path.as_deref(),
         ]
         .into_iter()
         .flatten()
@@ -109,6 +112,7 @@ impl Flow {
     /// Decides one request. A host outside `allowed_hosts` is refused before anything can build a
     /// redirect URI from it; the back-channel logout path is exempt (the IdP calls it server to
     /// server, under whatever name it was registered with, and nothing there is built from it).
+    /// The front-channel logout path is not: the browser loads it under a public name of the app.
     pub async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
         let jar = CookieJar::for_request(&self.config, &self.cookie_names, request);
         let path = request.path.as_str();
@@ -124,6 +128,9 @@ impl Flow {
         }
         if is_backchannel {
             return self.backchannel_logout(request).await;
+        }
+        if self.config.frontchannel_logout_path.as_deref() == Some(path) {
+            return self.frontchannel_logout(request).await;
         }
         self.check_session(request, &jar).await
     }

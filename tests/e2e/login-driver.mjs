@@ -9,6 +9,8 @@
 //                  Keycloak also sets AUTH_SESSION_ID and KC_RESTART, which the cookie jar keeps.
 //   oidc-provider  this repo's test IdP (idp.mjs): <form action="/interaction/<uid>/login">, inputs
 //                  login and password, <button type="submit">.
+//   lemonldap      LemonLDAP::NG's portal (lemonldap.mjs): <form id="lformDemo" class="login">, inputs
+//                  user and password, <button type="submit">.
 //   generic        any other form with exactly one password field and a text field before it.
 //
 // The scripted client takes the action, method and field names from the page (no IdP's URL layout is
@@ -23,6 +25,15 @@ export const LOGIN_PAGES = [
     username: '#username',
     password: '#password',
     submit: '#kc-login',
+  },
+  {
+    // LemonLDAP::NG's portal (bootstrap theme): <form id="lform<module>" class="login …">, inputs
+    // user and password, a <button type="submit">.
+    kind: 'lemonldap',
+    form: 'form.login:has(input[name="user"]):has(input[name="password"])',
+    username: 'input[name="user"]',
+    password: 'input[name="password"]',
+    submit: 'button[type="submit"]',
   },
   {
     kind: 'oidc-provider',

@@ -91,14 +91,14 @@ test("the test IdP's (oidc-provider) login page markup is recognised too", () =>
 });
 
 test('the Chromium selectors tell the two pages apart', () => {
-  assert.deepEqual(LOGIN_PAGES.map((p) => p.kind), ['keycloak', 'oidc-provider']);
+  assert.deepEqual(LOGIN_PAGES.map((p) => p.kind), ['keycloak', 'lemonldap', 'oidc-provider']);
   const kc = LOGIN_PAGES[0];
   assert.equal(kc.form, 'form#kc-form-login');
   assert.equal(kc.username, '#username');
   assert.equal(kc.password, '#password');
   assert.equal(kc.submit, '#kc-login');
   // The oidc-provider selector excludes Keycloak v1's <input type=submit name=login>.
-  assert.match(LOGIN_PAGES[1].username, /:not\(\[type="submit"\]\)/);
+  assert.match(LOGIN_PAGES[2].username, /:not\(\[type="submit"\]\)/);
 });
 
 test("Keycloak's form_post page: action and hidden inputs, not the NOSCRIPT submit", () => {

@@ -23,6 +23,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startIdp } from './idp.mjs';
+import { LLNG_USER, startLemonldap } from './lemonldap.mjs';
 import { rawRequest } from './client.mjs';
 import { TARGET, TARGET_PROFILE, unavailableError } from './target.mjs';
 
@@ -161,7 +162,7 @@ export async function waitFor(what, check, { timeoutMs = STARTUP_TIMEOUT_MS, int
     + (proc ? `; log ${proc.logFile}:\n${logTail(proc.logFile)}` : ''));
 }
 
-async function httpOk(url, expect = 200) {
+export async function httpOk(url, expect = 200) {
   const r = await rawRequest(url, { timeoutMs: 2000 });
   return r.status === expect;
 }
@@ -286,6 +287,9 @@ let stackCounter = 0;
  *   idpHost          host name in the IdP issuer: '127.0.0.1' (default) or 'localhost' (cross-site)
  *   idpRedirectPaths more callback paths the IdP's clients accept (e.g. another provider's)
  *   envoyRoutes      YAML of more Envoy routes, put before the catch-all route of envoy/envoy.yaml
+ *   idp              'oidc-provider' (default: the test IdP, idp.mjs) or 'lemonldap' (LemonLDAP::NG
+ *                    on 127.0.0.2, lemonldap.mjs; user dwho/dwho; stats from nginx's access log)
+ *   lemonldap        options for that IdP: { bypassConsent (true), idTokenForceClaims (true) }
  */
 export async function startStack(opts = {}) {
   // A port picked free can be taken (e.g. as a client's source port) before its server binds it:
@@ -316,7 +320,9 @@ async function startStackOnce(opts) {
   const withRedis = opts.redis ?? sessionStorage === 'redis';
   // 'localhost' puts the IdP on another site than Envoy (http://127.0.0.1): a real cross-site
   // form_post for the browser. It still listens on 127.0.0.1.
-  const idpHost = opts.idpHost ?? '127.0.0.1';
+  // LemonLDAP::NG gets a loopback address of its own: its cookies never reach the upstream.
+  const idpKind = opts.idp ?? 'oidc-provider';
+  const idpHost = opts.idpHost ?? (idpKind === 'lemonldap' ? '127.0.0.2' : '127.0.0.1');
 
   const fixed = opts.ports ?? {};
   const ports = {};
@@ -337,7 +343,7 @@ async function startStackOnce(opts) {
     attached: false,
     target: 'local',
     capabilities: { processControl: true, idpStats: true },
-    user: { login: 'alice', password: 'wonderland' },
+    user: idpKind === 'lemonldap' ? { ...LLNG_USER } : { login: 'alice', password: 'wonderland' },
     options: { sessionStorage, responseMode, pkce, clientAuth, accessTokenTtl },
     urls: {
       envoy: envoyBase,
@@ -388,7 +394,7 @@ async function startStackOnce(opts) {
       for (const k of ['envoy', 'authz', 'httpbin', 'redis']) {
         if (procs[k]) await procs[k].stop();
       }
-      if (idp) await Promise.race([idp.close(), deadline(2000)]);
+      if (idp) await Promise.race([idp.close(), deadline(12000)]);
       for (const p of Object.values(ports)) taken.delete(p);
     },
   };
@@ -402,9 +408,30 @@ async function startStackOnce(opts) {
       ['-m', 'httpbin.core', '--host', '127.0.0.1', '--port', String(ports.httpbin)],
       { logFile: logFile('httpbin') });
 
+    if (idpKind === 'lemonldap') {
+      idp = await startLemonldap({
+        dir: path.join(logDir, 'lemonldap'),
+        host: idpHost,
+        port: ports.idp,
+        rp: {
+          clientId: CLIENT_FOR_AUTH[clientAuth].client_id,
+          clientSecret: CLIENT_FOR_AUTH[clientAuth].client_secret,
+          redirectUris: [`${envoyBase}/callback`],
+          postLogoutRedirectUris: [`${envoyBase}/`],
+          frontchannelLogoutUri: `${envoyBase}/frontchannel-logout`,
+          accessTokenTtl,
+          bypassConsent: opts.lemonldap?.bypassConsent ?? true,
+          idTokenForceClaims: opts.lemonldap?.idTokenForceClaims ?? true,
+        },
+        logFile,
+        Proc,
+        waitFor,
+        httpOk,
+      });
+    }
     // IdP (in this process; its log goes to idp.log)
-    const idpLog = fs.createWriteStream(logFile('idp'), { flags: 'a' });
-    idp = await startIdp({
+    const idpLog = idp ? null : fs.createWriteStream(logFile('idp'), { flags: 'a' });
+    idp ??= await startIdp({
       port: ports.idp,
       issuerHost: idpHost,
       accessTokenTtl,
@@ -414,7 +441,7 @@ async function startStackOnce(opts) {
       log: (...a) => idpLog.write(`${new Date().toISOString()} ${a.map((x) => (typeof x === 'string' ? x : (x?.stack ?? JSON.stringify(x)))).join(' ')}\n`),
     });
     const origClose = idp.close;
-    idp.close = async () => { await origClose(); idpLog.end(); };
+    idp.close = async () => { await origClose(); idpLog?.end(); };
 
     // oidc-authz
     const client = CLIENT_FOR_AUTH[clientAuth];

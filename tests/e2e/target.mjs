@@ -33,7 +33,7 @@ const OPTION_KEYS = {
   sessionStorage: { key: 'session_storage', dflt: undefined },
 };
 /** Stack options only a harness-started stack can honour. */
-const HARNESS_ONLY = ['accessTokenTtl', 'extraConfig', 'idpHost', 'ports', 'redis', 'idpRedirectPaths', 'envoyRoutes'];
+const HARNESS_ONLY = ['accessTokenTtl', 'extraConfig', 'idp', 'idpHost', 'lemonldap', 'ports', 'redis', 'idpRedirectPaths', 'envoyRoutes'];
 
 export class TargetError extends Error {}
 
