@@ -7,6 +7,9 @@ mod limits;
 #[cfg(test)]
 mod listen_tests;
 mod load;
+mod policies;
+#[cfg(test)]
+mod policies_tests;
 mod reader;
 #[cfg(test)]
 mod redis_tests;
@@ -190,10 +193,9 @@ pub struct Config {
     pub session_absolute_timeout: Duration,
     pub refresh_margin: Duration,
 
-    pub upstream_access_token_header: Option<UpstreamHeader>,
-    pub upstream_id_token_header: Option<UpstreamHeader>,
-    /// ID-token claims passed upstream: (claim name, lower-case header name).
-    pub upstream_claim_headers: Vec<(String, String)>,
+    /// `policies:` and the top-level policy keys (the `default` policy): who may pass, and the
+    /// headers the upstream gets (see `policies.rs` for the merge rule).
+    pub policies: crate::policy::Policies,
     pub trust_forwarded_headers: bool,
     /// Lower-case `host[:port]` values we build redirect URIs for; empty means any host.
     pub allowed_hosts: Vec<String>,

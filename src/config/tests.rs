@@ -37,7 +37,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(config.pkce, PkceMode::Auto);
     assert!(matches!(config.session_storage, SessionStorage::Memory));
     assert_eq!(
-        config.upstream_access_token_header,
+        config.policies.default_policy().upstream.access_token,
         Some(UpstreamHeader {
             name: "authorization".into(),
             scheme: Some("Bearer".into())
@@ -135,7 +135,7 @@ fn claim_headers_pair_up_and_may_not_shadow_token_headers() {
     );
     let (config, _) = load_from_str(&yaml, "t", env(&[])).unwrap();
     assert_eq!(
-        config.upstream_claim_headers,
+        config.policies.default_policy().upstream.claims,
         [
             ("email".to_string(), "x-user-email".to_string()),
             ("groups".into(), "x-groups".into())

@@ -280,16 +280,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         reader.error("session_absolute_timeout", "must be at least 1 second");
     }
 
-    let upstream_access_token_header = upstream_header(
-        &mut reader,
-        "upstream_access_token_header",
-        Some("authorization:bearer"),
-    );
-    let upstream_id_token_header = upstream_header(&mut reader, "upstream_id_token_header", None);
-    let upstream_claim_headers = claim_headers(
-        &mut reader,
-        [&upstream_access_token_header, &upstream_id_token_header],
-    );
+    let policies = super::policies::policies(&mut reader);
     let trust_forwarded_headers = reader.bool_or("trust_forwarded_headers", false);
     let allowed_hosts = allowed_hosts(&mut reader);
 
@@ -372,9 +363,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         session_idling_timeout,
         session_absolute_timeout,
         refresh_margin,
-        upstream_access_token_header,
-        upstream_id_token_header,
-        upstream_claim_headers,
+        policies,
         trust_forwarded_headers,
         allowed_hosts,
         logout_path,

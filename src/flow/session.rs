@@ -153,13 +153,11 @@ impl Flow {
                 value: Secret::new(value),
             });
         };
-        inject(
-            &self.config.upstream_access_token_header,
-            &record.access_token,
-        );
-        inject(&self.config.upstream_id_token_header, &record.id_token);
+        let upstream = &self.config.policies.default_policy().upstream;
+        inject(&upstream.access_token, &record.access_token);
+        inject(&upstream.id_token, &record.id_token);
         // Claim headers: ours, or none at all; never a copy the client sent.
-        for (claim, header) in &self.config.upstream_claim_headers {
+        for (claim, header) in &upstream.claims {
             match record.claims.get(claim) {
                 Some(value) => set_upstream_headers.push(UpstreamHeader {
                     name: header.clone(),
@@ -183,8 +181,9 @@ pub(super) fn header_claims(
     claims: &serde_json::Map<String, serde_json::Value>,
 ) -> std::collections::HashMap<String, String> {
     config
-        .upstream_claim_headers
+        .policies
         .iter()
+        .flat_map(|policy| policy.upstream.claims.iter())
         .filter_map(|(claim, _)| {
             let text = match claims.get(claim)? {
                 serde_json::Value::Null => return None,
