@@ -6,6 +6,7 @@
 use crate::crypto::random::RandomError;
 use crate::oidc::authorize::InvalidAuthorizationRequest;
 use crate::oidc::{IdTokenError, TokenError};
+use crate::policy::UnknownPolicy;
 use crate::session::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,10 @@ pub enum Error {
     ProviderNotReady,
     #[error("the OpenID Provider could not refresh the session: {0}")]
     RefreshUnavailable(TokenError),
+    /// Envoy's route names a policy we do not have (`context_extensions: { policy: ... }`): the
+    /// two configurations disagree, and guessing a policy could let the wrong people in.
+    #[error(transparent)]
+    UnknownPolicy(#[from] UnknownPolicy),
     /// The task a refresh runs in panicked or was cancelled (at shutdown).
     #[error("the refresh of the session was interrupted")]
     RefreshInterrupted,
@@ -73,7 +78,8 @@ impl Error {
             | Error::Random(_)
             | Error::ProviderNotReady
             | Error::RefreshUnavailable(_)
-            | Error::RefreshInterrupted => CouldNotDecide,
+            | Error::RefreshInterrupted
+            | Error::UnknownPolicy(_) => CouldNotDecide,
             Error::AuthorizationRequest(_) => Deny {
                 status: 400,
                 message: "This address cannot be used to sign in.",
@@ -127,6 +133,8 @@ mod tests {
         let store_down = Error::Store(StoreError::Unavailable("connection refused".into()));
         assert_eq!(store_down.answer(), Answer::CouldNotDecide);
         assert_eq!(Error::ProviderNotReady.answer(), Answer::CouldNotDecide);
+        let unknown = Error::UnknownPolicy(UnknownPolicy("api".into()));
+        assert_eq!(unknown.answer(), Answer::CouldNotDecide);
         let status = |error: Error| match error.answer() {
             Answer::Deny { status, .. } => status,
             Answer::CouldNotDecide => 0,

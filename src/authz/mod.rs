@@ -67,7 +67,9 @@ impl Authorization for AuthzService {
         let outcome = match &decision {
             Decision::Allow { .. } => CheckOutcome::Allow,
             Decision::Redirect { .. } => CheckOutcome::Redirect,
-            Decision::Deny { .. } | Decision::ConfirmLogout { .. } => CheckOutcome::Deny,
+            Decision::Deny { .. } | Decision::ConfirmLogout { .. } | Decision::Forbidden(_) => {
+                CheckOutcome::Deny
+            }
         };
         metrics.record_check(outcome, started.elapsed());
         Ok(Response::new(response::check_response(decision)))

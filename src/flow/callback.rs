@@ -122,7 +122,8 @@ impl Flow {
             access_token_expires_at: tokens.expires_in.map_or(0, |s| now + s as i64),
             created_at: now,
             last_active_at: now,
-            claims: super::session::header_claims(&self.config, &claims.claims),
+            claims: super::upstream::header_claims(&self.config, &claims.claims),
+            claims_json: super::upstream::claims_json(&claims.claims),
         };
         let id = SessionId::random()?;
         self.sessions

@@ -1,9 +1,11 @@
 //! The login flow's decision tree, one Check at a time. `Flow::check` routes a request to the step
-//! that owns it: the callback (`callback`), logout (`logout`, `backchannel`), or the session check
-//! (`session`), which falls back to starting a login (`login`). IO sits behind `SessionStore` and
+//! that owns it: the callback (`callback`), logout (`logout`, `backchannel`), or the route's
+//! policy (`access`): a bearer token or the session (`session`) and the policy's rules, else an
+//! anonymous pass, a new login (`login`) or 401; `upstream` sets the headers of an allowed request. IO sits behind `SessionStore` and
 //! `IdentityProvider`, time behind `Clock`, so every branch runs in unit tests. Knows nothing of
 //! Envoy's protos (`authz` translates).
 
+mod access;
 mod backchannel;
 mod callback;
 pub mod cookies;
@@ -14,10 +16,11 @@ mod logout;
 mod refresh;
 pub mod request;
 mod session;
+mod upstream;
 
 use std::sync::Arc;
 
-pub use decision::{Decision, UpstreamHeader};
+pub use decision::{Decision, Forbidden, UpstreamHeader};
 pub use request::RequestView;
 
 use crate::clock::Clock;
@@ -26,6 +29,7 @@ use crate::crypto::KeyRing;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::oidc::IdentityProvider;
+use crate::policy::Policy;
 use crate::session::Sessions;
 use cookies::CookieJar;
 
@@ -72,10 +76,26 @@ impl Flow {
         &self.provider
     }
 
-    /// Decides one request. A host outside `allowed_hosts` is refused before anything can build a
-    /// redirect URI from it; the back-channel logout path is exempt (the IdP calls it server to
-    /// server, under whatever name it was registered with, and nothing there is built from it).
+    /// Decides one request under the policy its route names (`RequestView::policy_name`; none:
+    /// `default`). A name we do not know is an error (fail closed): guessing could let the wrong
+    /// people in.
     pub async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
+        let policy = self
+            .config
+            .policies
+            .select(request.policy_name.as_deref())?;
+        self.check_policy(request, policy).await
+    }
+
+    /// Decides one request under `policy`. A host outside `allowed_hosts` is refused before
+    /// anything can build a redirect URI from it; the back-channel logout path is exempt (the IdP
+    /// calls it server to server, under whatever name it was registered with, and nothing there
+    /// is built from it). The callback and logout paths are the same for every policy.
+    pub async fn check_policy(
+        &self,
+        request: &RequestView,
+        policy: &Policy,
+    ) -> Result<Decision, Error> {
         let jar = CookieJar::for_request(&self.config, &self.cookie_names, request);
         let path = request.path.as_str();
         let is_backchannel = self.config.backchannel_logout_path.as_deref() == Some(path);
@@ -91,7 +111,7 @@ impl Flow {
         if is_backchannel {
             return self.backchannel_logout(request).await;
         }
-        self.check_session(request, &jar).await
+        self.authorize(request, &jar, policy).await
     }
 }
 

@@ -35,7 +35,8 @@ pub(super) fn refresh_lock_ttl(http_timeout: Duration) -> Duration {
 }
 
 pub(super) enum Refreshed {
-    Fresh(SessionRecord),
+    /// Boxed: a record is large, and `Ended` is common.
+    Fresh(Box<SessionRecord>),
     /// The session is over (refresh refused, no refresh token and the token expired, or logged
     /// out meanwhile); it has been deleted.
     Ended,
@@ -64,7 +65,7 @@ impl Flow {
                 return Ok(Refreshed::Ended);
             }
             // Still valid for a moment, and nothing to refresh with: use it until it expires.
-            return Ok(Refreshed::Fresh(record));
+            return Ok(Refreshed::Fresh(Box::new(record)));
         }
         let holder = random_bytes::<16>()?.to_vec();
         let lock_ttl = refresh_lock_ttl(self.config.http_timeout);
@@ -79,7 +80,7 @@ impl Flow {
             match self.sessions.load(id).await? {
                 None => return Ok(Refreshed::Ended),
                 Some(loaded) if loaded.record.access_token != record.access_token => {
-                    return Ok(Refreshed::Fresh(loaded.record));
+                    return Ok(Refreshed::Fresh(Box::new(loaded.record)));
                 }
                 Some(loaded) => record = loaded.record,
             }
@@ -145,7 +146,7 @@ impl Refresher {
         if lifetime::needs_refresh(&loaded.record, self.clock.now_unix(), &self.config) {
             self.refresh_now(id, loaded.record).await
         } else {
-            Ok(Refreshed::Fresh(loaded.record))
+            Ok(Refreshed::Fresh(Box::new(loaded.record)))
         }
     }
 
@@ -180,7 +181,8 @@ impl Refresher {
             {
                 Ok(claims) if claims.subject == record.subject => {
                     record.id_token = id_token.expose().to_owned();
-                    record.claims = super::session::header_claims(&self.config, &claims.claims);
+                    record.claims = super::upstream::header_claims(&self.config, &claims.claims);
+                    record.claims_json = super::upstream::claims_json(&claims.claims);
                 }
                 Ok(_) | Err(_) => {
                     tracing::warn!(subject = %record.subject, "refreshed ID token is invalid or for another subject; session ended");
@@ -205,6 +207,6 @@ impl Refresher {
         }
         tracing::debug!(subject = %record.subject, "access token refreshed");
         self.metrics.record_refresh(RefreshOutcome::Refreshed);
-        Ok(Refreshed::Fresh(record))
+        Ok(Refreshed::Fresh(Box::new(record)))
     }
 }

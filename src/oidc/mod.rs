@@ -1,9 +1,10 @@
 //! The OpenID Provider side, on the openidconnect crate: discovery (`discovery`), the
 //! authorization request (`authorize`), the token endpoint (`token`), ID-token validation
-//! (`id_token`), the JWKS cache (`jwks`), back-channel logout tokens (`logout_token`, on
+//! (`id_token`), bearer access tokens (`access_token`), the JWKS cache (`jwks`), back-channel logout tokens (`logout_token`, on
 //! jsonwebtoken: the crate does not model them) and the capped HTTP client (`http`), tied together
 //! by `Provider`, the real `IdentityProvider`. Knows nothing of Envoy or sessions.
 
+pub mod access_token;
 pub mod at_hash;
 pub mod authorize;
 pub mod discovery;
@@ -17,6 +18,7 @@ pub mod token;
 
 use async_trait::async_trait;
 
+pub use access_token::AccessTokenError;
 pub use authorize::{AuthorizationRequest, authorization_url};
 pub use discovery::ProviderMetadata;
 pub use id_token::{IdTokenClaims, IdTokenError};
@@ -49,6 +51,15 @@ pub trait IdentityProvider: Send + Sync + 'static {
         expected_nonce: Option<&str>,
         access_token: Option<&Secret>,
     ) -> Result<IdTokenClaims, IdTokenError>;
+
+    /// Validates a JWT access token presented as `Authorization: Bearer` (see `access_token`) and
+    /// returns its claims. The default refuses every token: an IdP that cannot check them.
+    async fn verify_access_token(
+        &self,
+        _access_token: &Secret,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, AccessTokenError> {
+        Err(AccessTokenError::UnknownKey)
+    }
 
     /// Validates a back-channel logout token; the error text says why it was refused.
     async fn verify_logout_token(&self, logout_token: &Secret) -> Result<LogoutClaims, String>;

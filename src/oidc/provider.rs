@@ -15,6 +15,7 @@ use openidconnect::{
 };
 use url::Url;
 
+use super::access_token::{self, AccessTokenError};
 use super::discovery::{self, DiscoveryError, ProviderMetadata};
 use super::http::{HttpError, IdpHttpClient, JsonDocument};
 use super::id_token::{self, Expectations, IdTokenClaims, IdTokenError};
@@ -304,6 +305,33 @@ impl IdentityProvider for Provider {
             at_hash::check(id_token.expose(), access_token.expose())?;
         }
         Ok(claims)
+    }
+
+    async fn verify_access_token(
+        &self,
+        access_token: &Secret,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, AccessTokenError> {
+        let discovered = self
+            .discovered()
+            .ok_or(AccessTokenError::ProviderNotReady)?;
+        let expect = access_token::Expectations {
+            issuer: discovered.metadata.issuer(),
+            allowed_algorithms: &self.allowed_algorithms,
+            leeway_seconds: self.leeway_seconds,
+            now_unix: self.clock.now_unix(),
+        };
+        let token = access_token.expose();
+        // `with_keys` speaks `IdTokenError` (its header check, and `UnknownKey` to refetch the
+        // key set once); the access token's own verdict travels inside its `Ok`.
+        let verified = self
+            .with_keys(&discovered, token, |keys| {
+                match access_token::verify(token, keys, &expect) {
+                    Err(AccessTokenError::UnknownKey) => Err(IdTokenError::UnknownKey),
+                    other => Ok(other),
+                }
+            })
+            .await;
+        verified.unwrap_or_else(|error| Err(error.into()))
     }
 
     async fn verify_logout_token(&self, logout_token: &Secret) -> Result<LogoutClaims, String> {

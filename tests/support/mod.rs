@@ -231,6 +231,7 @@ impl Authz {
             client: self.client.clone(),
             cookies: BTreeMap::new(),
             origin_host: "app.test".into(),
+            route_policy: None,
         }
     }
 }
@@ -301,6 +302,8 @@ pub struct Browser {
     client: AuthorizationClient<Channel>,
     pub cookies: BTreeMap<String, String>,
     pub origin_host: String,
+    /// The policy Envoy's route names (`context_extensions: { policy: ... }`); `None`: none.
+    pub route_policy: Option<String>,
 }
 
 pub struct Req<'a> {
@@ -320,6 +323,16 @@ impl<'a> Req<'a> {
                 ("accept", "text/html,application/xhtml+xml"),
                 ("sec-fetch-mode", "navigate"),
             ],
+            body: "",
+        }
+    }
+
+    /// A script or API client asking for JSON.
+    pub fn api(path: &'a str) -> Self {
+        Req {
+            method: "GET",
+            path,
+            headers: vec![("accept", "application/json")],
             body: "",
         }
     }
@@ -369,6 +382,11 @@ impl Browser {
                     }),
                     ..Default::default()
                 }),
+                context_extensions: self
+                    .route_policy
+                    .iter()
+                    .map(|name| ("policy".to_string(), name.clone()))
+                    .collect(),
                 ..Default::default()
             }),
         };
