@@ -28,6 +28,8 @@ import { TARGET, TARGET_PROFILE, unavailableError } from './target.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, '..', '..');
+/** The policies envoy/envoy.yaml's routes name (`context_extensions: { policy }`), for oidc-authz. */
+export const POLICIES = JSON.parse(fs.readFileSync(path.join(HERE, 'policies.json'), 'utf8'));
 export const ARTIFACTS = path.join(HERE, 'artifacts');
 const STARTUP_TIMEOUT_MS = Number(process.env.E2E_STARTUP_TIMEOUT_MS ?? 30000);
 
@@ -432,6 +434,7 @@ async function startStackOnce(opts) {
       logout_path: '/logout',
       logout_redirect_uri: '/',
       backchannel_logout_path: '/backchannel-logout',
+      policies: POLICIES,
     }, opts.extraConfig);
     stack.config = config;
     stack.configFile = path.join(logDir, 'oidc-authz.yaml');
