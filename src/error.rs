@@ -23,6 +23,10 @@ pub enum Error {
     /// two configurations disagree, and guessing a policy could let the wrong people in.
     #[error(transparent)]
     UnknownPolicy(#[from] UnknownPolicy),
+    /// The IdP's introspection endpoint could not be asked (down, refusing our client, none
+    /// discovered): not the token's fault.
+    #[error("token introspection is unavailable: {0}")]
+    IntrospectionUnavailable(String),
     /// The task a refresh runs in panicked or was cancelled (at shutdown).
     #[error("the refresh of the session was interrupted")]
     RefreshInterrupted,
@@ -79,7 +83,8 @@ impl Error {
             | Error::ProviderNotReady
             | Error::RefreshUnavailable(_)
             | Error::RefreshInterrupted
-            | Error::UnknownPolicy(_) => CouldNotDecide,
+            | Error::UnknownPolicy(_)
+            | Error::IntrospectionUnavailable(_) => CouldNotDecide,
             Error::AuthorizationRequest(_) => Deny {
                 status: 400,
                 message: "This address cannot be used to sign in.",

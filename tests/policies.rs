@@ -5,7 +5,10 @@
 mod support;
 
 use serde_json::{Value, json};
+use std::sync::Arc;
 use support::idp::{self, now};
+
+use oidc_authz::clock::ManualClock;
 use support::{Authz, Browser, FakeIdp, Outcome, Req, SwitchableStore};
 
 const POLICIES: &str = "\
@@ -23,6 +26,7 @@ policies:
     upstream_headers_claims: [sub]
     upstream_headers_names: [x-user]
   mixed: { auth_methods: [session, bearer], audience_required: [orders-api, envoy] }
+  opaque: { auth_methods: [introspection], audience_required: [orders-api], scopes_required: ['orders:read'] }
 ";
 
 async fn setup() -> (FakeIdp, Authz) {
@@ -283,5 +287,75 @@ async fn a_route_may_take_a_session_or_a_bearer_token() {
         .send(Req::navigate("/").with_header("authorization", &format!("Bearer {token}")))
         .await;
     assert_eq!(page.status(), 302, "a login, as before: {page:?}");
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn opaque_tokens_are_introspected_and_the_answers_cached_until_the_ttl() {
+    let idp = FakeIdp::start().await;
+    let clock = ManualClock::new(now());
+    let authz = Authz::start_with_clock(
+        &idp,
+        &format!("{POLICIES}introspection_cache_ttl: 30\n"),
+        SwitchableStore::memory(),
+        Arc::new(clock.clone()),
+    )
+    .await;
+    let exp = now() + 3600;
+    idp.issue_opaque_token(
+        "opaque-1",
+        json!({"aud": "orders-api", "scope": "orders:read", "sub": "svc", "exp": exp}),
+    );
+    idp.issue_opaque_token(
+        "opaque-no-scope",
+        json!({"aud": "orders-api", "scope": "other", "exp": exp}),
+    );
+    idp.issue_opaque_token("opaque-other-api", json!({"aud": "billing", "exp": exp}));
+
+    assert_eq!(
+        call_api(&authz, "opaque", Some("opaque-1")).await.status(),
+        200
+    );
+    assert_eq!(
+        call_api(&authz, "opaque", Some("opaque-1")).await.status(),
+        200
+    );
+    assert_eq!(
+        idp.introspections(),
+        1,
+        "the second answer came from the cache"
+    );
+    clock.advance(31);
+    assert_eq!(
+        call_api(&authz, "opaque", Some("opaque-1")).await.status(),
+        200
+    );
+    assert_eq!(idp.introspections(), 2, "the TTL ended the cached answer");
+
+    let inactive = call_api(&authz, "opaque", Some("revoked-or-unknown")).await;
+    assert_eq!(inactive.status(), 401, "{inactive:?}");
+    assert_eq!(
+        inactive.header("www-authenticate"),
+        Some("Bearer realm=\"oidc-authz\", error=\"invalid_token\"")
+    );
+    assert_eq!(
+        call_api(&authz, "opaque", Some("opaque-other-api"))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        call_api(&authz, "opaque", Some("opaque-no-scope"))
+            .await
+            .status(),
+        403
+    );
+
+    // The IdP down: could not decide (Envoy answers 503), never an allow or a 401.
+    idp.state
+        .token_endpoint_down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let down = call_api(&authz, "opaque", Some("never-seen")).await;
+    assert!(matches!(down, Outcome::Error(_)), "{down:?}");
     authz.stop().await;
 }

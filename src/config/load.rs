@@ -108,6 +108,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "http_timeout",
     "ext_authz_timeout",
     "ca_file",
+    "introspection_cache_ttl",
     "session_storage",
     "memory",
     "redis",

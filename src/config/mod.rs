@@ -176,6 +176,9 @@ pub struct Config {
     /// Each IdP request's timeout, at most `(ext_authz_timeout - 1) / 2` (see `fields.rs`); the
     /// refresh lock's TTL is derived from it.
     pub http_timeout: Duration,
+    /// `introspection_cache_ttl`: how long an introspection answer is reused at most (never past
+    /// the token's `exp`); 0 asks the IdP every time.
+    pub introspection_cache_ttl: Duration,
     /// `ca_file`: PEM certificates trusted for the IdP besides the system's CA store.
     pub idp_ca_pem: Option<String>,
 

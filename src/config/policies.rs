@@ -307,17 +307,12 @@ fn build(name: &str, path: &str, keys: PolicyKeys, errors: &mut Vec<String>) -> 
             at("anonymous")
         ));
     }
-    if auth_methods.introspection {
-        errors.push(format!(
-            "{}: introspection is not available in this version; use bearer (JWT access tokens)",
-            at("auth_methods")
-        ));
-    }
     let audience_required = keys.audience_required.unwrap_or_default();
-    if auth_methods.bearer && audience_required.is_empty() {
+    if auth_methods.takes_tokens() && audience_required.is_empty() {
         errors.push(format!(
-            "{}: required with auth_methods bearer: an access token must be meant for this API \
-             (RFC 9068 section 4), or any token the IdP signed (even an ID token) would pass",
+            "{}: required with auth_methods bearer or introspection: an access token must be \
+             meant for this API (RFC 9068 section 4), or any token the IdP issued (even an ID \
+             token) would pass",
             at("audience_required")
         ));
     }

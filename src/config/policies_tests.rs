@@ -139,7 +139,7 @@ fn every_policy_problem_is_reported_with_its_key_path() {
         "policies.list: expected a mapping of policy keys",
         "policies.api.auth_methods[1]: `magic` is not one of: authorization_code, session, bearer, introspection",
         "policies.api.audience_requird: unknown key (did you mean `audience_required`?)",
-        "policies.api.audience_required: required with auth_methods bearer",
+        "policies.api.audience_required: required with auth_methods bearer or introspection",
         "policies.public.anonymous: anonymous: true never sends anyone to log in",
         "policies.paths.groups_claim: `a..b` has an empty member name",
         "policies.paths.roles_claim: `a\\x` has `\\x`",
@@ -149,7 +149,7 @@ fn every_policy_problem_is_reported_with_its_key_path() {
         "policies.mail.provider: `corp` is not a configured provider (known: default)",
         "policies.headers.upstream_headers_names[0]: contains `_`",
         "policies.empty.auth_methods: must list one or more of",
-        "policies.opaque.auth_methods: introspection is not available",
+        "policies.opaque.audience_required: required with auth_methods bearer or introspection",
     ];
     for needle in expected {
         assert!(

@@ -73,7 +73,8 @@ impl Flow {
         Ok(authentication_required(request, set_cookies))
     }
 
-    /// A JWT access token: signature by the IdP's keys, then the policy's rules on its claims. A
+    /// An access token: a JWT checked against the IdP's keys (`bearer`), or an opaque one asked
+    /// about at the IdP (`introspection`); then the policy's rules on its claims. A
     /// token for another audience is not a valid token here (401); one lacking a scope, group or
     /// role is valid but insufficient (403).
     async fn check_bearer(
@@ -83,9 +84,23 @@ impl Flow {
         policy: &Policy,
         token: &str,
     ) -> Result<Decision, Error> {
-        let claims = match self.provider.verify_access_token(&Secret::new(token)).await {
+        let secret = Secret::new(token);
+        // A JWT is checked locally when the policy takes them; anything else (or a JWT on an
+        // introspection-only route) is asked about at the IdP.
+        let looks_like_jwt = token.split('.').count() == 3;
+        let verified = if policy.auth_methods.bearer
+            && (looks_like_jwt || !policy.auth_methods.introspection)
+        {
+            self.provider.verify_access_token(&secret).await
+        } else {
+            self.provider.introspect(&secret).await
+        };
+        let claims = match verified {
             Ok(claims) => claims,
             Err(AccessTokenError::ProviderNotReady) => return Err(Error::ProviderNotReady),
+            Err(AccessTokenError::IntrospectionUnavailable(reason)) => {
+                return Err(Error::IntrospectionUnavailable(reason));
+            }
             Err(error) => {
                 tracing::info!(policy = %policy.name, %error, "bearer token refused");
                 return Ok(invalid_token());

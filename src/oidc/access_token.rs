@@ -36,6 +36,13 @@ pub enum AccessTokenError {
     NotYetValid,
     #[error("access token was issued in the future")]
     IssuedInFuture,
+    /// RFC 7662: the IdP says the token is not active (expired, revoked, unknown).
+    #[error("access token is not active (introspection)")]
+    Inactive,
+    /// The IdP could not be asked (down, refused our client credentials, no endpoint): not the
+    /// token's fault, so "could not decide", not 401.
+    #[error("token introspection is unavailable: {0}")]
+    IntrospectionUnavailable(String),
 }
 
 impl From<IdTokenError> for AccessTokenError {

@@ -84,6 +84,38 @@ impl IdpHttpClient {
         })
     }
 
+    /// POSTs a form (token introspection) and returns the 2xx body; a 5xx is `ServerError`, any
+    /// other status `UnexpectedStatus`. `basic_auth` is an `Authorization: Basic` value's
+    /// credentials, already form-encoded as RFC 6749 section 2.3.1 wants.
+    pub async fn post_form(
+        &self,
+        url: &Url,
+        form: String,
+        basic_auth: Option<(String, String)>,
+    ) -> Result<Vec<u8>, HttpError> {
+        let mut request = self
+            .inner
+            .post(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form);
+        if let Some((user, password)) = basic_auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(HttpError::ServerError(status.as_u16()));
+        }
+        if !status.is_success() {
+            return Err(HttpError::UnexpectedStatus(status.as_u16()));
+        }
+        read_capped(response).await
+    }
+
     /// Sends a request built by the openidconnect crate. A 5xx becomes `ServerError` here, so the
     /// token endpoint's outages are never mistaken for a refusal of the grant.
     async fn execute(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {

@@ -1,6 +1,6 @@
 //! The OpenID Provider side, on the openidconnect crate: discovery (`discovery`), the
 //! authorization request (`authorize`), the token endpoint (`token`), ID-token validation
-//! (`id_token`), bearer access tokens (`access_token`), the JWKS cache (`jwks`), back-channel logout tokens (`logout_token`, on
+//! (`id_token`), bearer access tokens (`access_token`, and `introspection` for opaque ones), the JWKS cache (`jwks`), back-channel logout tokens (`logout_token`, on
 //! jsonwebtoken: the crate does not model them) and the capped HTTP client (`http`), tied together
 //! by `Provider`, the real `IdentityProvider`. Knows nothing of Envoy or sessions.
 
@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod end_session;
 pub mod http;
 pub mod id_token;
+pub mod introspection;
 pub mod jwks;
 pub mod logout_token;
 pub mod provider;
@@ -59,6 +60,17 @@ pub trait IdentityProvider: Send + Sync + 'static {
         _access_token: &Secret,
     ) -> Result<serde_json::Map<String, serde_json::Value>, AccessTokenError> {
         Err(AccessTokenError::UnknownKey)
+    }
+
+    /// Asks the IdP about an opaque access token (RFC 7662), through a short-lived cache, and
+    /// returns what it says the token carries. The default: no introspection, every token refused.
+    async fn introspect(
+        &self,
+        _access_token: &Secret,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, AccessTokenError> {
+        Err(AccessTokenError::IntrospectionUnavailable(
+            "this IdP client cannot introspect".into(),
+        ))
     }
 
     /// Validates a back-channel logout token; the error text says why it was refused.

@@ -59,6 +59,9 @@ pub struct IdpState {
     /// answer waits. For races with a refresh in flight.
     pub hold_refreshes: AtomicBool,
     refresh_answers: tokio::sync::Semaphore,
+    /// Opaque access tokens the introspection endpoint knows: token → its members (active).
+    pub opaque_tokens: Mutex<HashMap<String, serde_json::Value>>,
+    pub introspections: AtomicUsize,
 }
 
 /// How long a held refresh waits for `release_refreshes` at most.
@@ -119,11 +122,14 @@ impl FakeIdp {
             session_id: Mutex::new("idp-session-1".into()),
             hold_refreshes: AtomicBool::new(false),
             refresh_answers: tokio::sync::Semaphore::new(0),
+            opaque_tokens: Mutex::default(),
+            introspections: AtomicUsize::new(0),
         });
         let router = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .route("/token", post(token))
+            .route("/introspect", post(introspect))
             .with_state(Arc::clone(&state));
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
@@ -211,6 +217,7 @@ async fn discovery(State(state): State<Arc<IdpState>>) -> Json<serde_json::Value
         "token_endpoint": format!("{issuer}/token"),
         "jwks_uri": format!("{issuer}/jwks"),
         "end_session_endpoint": format!("{issuer}/session/end"),
+        "introspection_endpoint": format!("{issuer}/introspect"),
         "code_challenge_methods_supported": ["S256"],
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
@@ -343,7 +350,46 @@ async fn token(
     }
 }
 
+/// RFC 7662: the client authenticates as at the token endpoint; a known opaque token is active
+/// with its members, anything else inactive.
+async fn introspect(
+    State(state): State<Arc<IdpState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    state.introspections.fetch_add(1, Ordering::SeqCst);
+    if state.token_endpoint_down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if !authenticate(&state, &headers, &form) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let known = form
+        .get("token")
+        .and_then(|token| state.opaque_tokens.lock().unwrap().get(token).cloned());
+    match known {
+        Some(mut members) => {
+            members["active"] = json!(true);
+            Json(members).into_response()
+        }
+        None => Json(json!({ "active": false })).into_response(),
+    }
+}
+
 impl FakeIdp {
+    /// An opaque access token the introspection endpoint answers as active with `members`.
+    pub fn issue_opaque_token(&self, token: &str, members: serde_json::Value) {
+        self.state
+            .opaque_tokens
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), members);
+    }
+
+    pub fn introspections(&self) -> usize {
+        self.state.introspections.load(Ordering::SeqCst)
+    }
+
     /// Holds the answers to refresh requests until `release_refreshes` (see `hold_refreshes`).
     pub fn hold_refreshes(&self) {
         self.state.hold_refreshes.store(true, Ordering::SeqCst);
