@@ -5,7 +5,7 @@
 
 use crate::crypto::random::RandomError;
 use crate::oidc::authorize::InvalidAuthorizationRequest;
-use crate::oidc::{IdTokenError, TokenError};
+use crate::oidc::{IdTokenError, TokenError, UserinfoError};
 use crate::policy::UnknownPolicy;
 use crate::session::StoreError;
 
@@ -43,6 +43,8 @@ pub enum Error {
     LoginFromAnotherBrowser,
     #[error("the authorization code exchange failed: {0}")]
     CodeExchange(TokenError),
+    #[error("the userinfo endpoint's answer could not be used: {0}")]
+    Userinfo(UserinfoError),
     #[error("the token response has no ID token")]
     MissingIdToken,
     #[error(transparent)]
@@ -109,7 +111,10 @@ impl Error {
                 status: 403,
                 message: "This login was started in another browser. Please open the page again here.",
             },
-            Error::CodeExchange(_) | Error::MissingIdToken | Error::InvalidIdToken(_) => Deny {
+            Error::CodeExchange(_)
+            | Error::MissingIdToken
+            | Error::InvalidIdToken(_)
+            | Error::Userinfo(_) => Deny {
                 status: 502,
                 message: "The identity provider's answer could not be accepted. Please try again later.",
             },

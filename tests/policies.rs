@@ -359,3 +359,43 @@ async fn opaque_tokens_are_introspected_and_the_answers_cached_until_the_ttl() {
     assert!(matches!(down, Outcome::Error(_)), "{down:?}");
     authz.stop().await;
 }
+
+#[tokio::test]
+async fn userinfo_claims_count_from_login_and_are_fetched_again_at_refresh() {
+    let idp = FakeIdp::start().await;
+    let clock = ManualClock::new(now());
+    let config = "userinfo: true\n\
+                  upstream_headers_claims: [department]\n\
+                  upstream_headers_names: [x-department]\n\
+                  policies:\n  research: { claims_required: { department: research } }\n";
+    let authz = Authz::start_with_clock(
+        &idp,
+        config,
+        SwitchableStore::memory(),
+        Arc::new(clock.clone()),
+    )
+    .await;
+    let browser = logged_in(&idp, &authz).await;
+    let mut research = on_route(&browser, "research");
+    let page = research.send(Req::navigate("/")).await;
+    assert_eq!(page.status(), 200, "the claim came from userinfo: {page:?}");
+    let home = browser.clone().send(Req::navigate("/")).await;
+    assert_eq!(home.upstream("x-department"), Some("research"));
+    assert_eq!(
+        idp.state
+            .userinfo_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    *idp.state.userinfo_claims.lock().unwrap() = json!({ "department": "sales" });
+    clock.advance(290); // the access token (300 s) is within refresh_margin (30 s): refresh
+    let page = research.send(Req::navigate("/")).await;
+    assert_eq!(idp.refreshes(), 1);
+    assert_eq!(
+        page.status(),
+        403,
+        "the refreshed userinfo counts: {page:?}"
+    );
+    authz.stop().await;
+}

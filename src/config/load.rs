@@ -109,6 +109,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "ext_authz_timeout",
     "ca_file",
     "introspection_cache_ttl",
+    "userinfo",
     "session_storage",
     "memory",
     "redis",

@@ -176,6 +176,8 @@ pub struct Config {
     /// Each IdP request's timeout, at most `(ext_authz_timeout - 1) / 2` (see `fields.rs`); the
     /// refresh lock's TTL is derived from it.
     pub http_timeout: Duration,
+    /// `userinfo`: fetch the userinfo endpoint at login and refresh, and merge its claims.
+    pub userinfo: bool,
     /// `introspection_cache_ttl`: how long an introspection answer is reused at most (never past
     /// the token's `exp`); 0 asks the IdP every time.
     pub introspection_cache_ttl: Duration,

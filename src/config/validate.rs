@@ -164,6 +164,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     }
     let leeway = seconds(&mut reader, "leeway", 60);
     let http_timeout = http_timeout(&mut reader);
+    let userinfo = reader.bool_or("userinfo", false);
     let introspection_cache_ttl = seconds(&mut reader, "introspection_cache_ttl", 30);
     let idp_ca_pem = fields::pem_file(&mut reader, "ca_file", "-----BEGIN CERTIFICATE-----");
 
@@ -352,6 +353,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         id_token_signing_algs,
         leeway,
         http_timeout,
+        userinfo,
         introspection_cache_ttl,
         idp_ca_pem,
         session_storage,

@@ -103,11 +103,19 @@ impl Flow {
             .await
             .map_err(Error::CodeExchange)?;
         let id_token = tokens.id_token.ok_or(Error::MissingIdToken)?;
-        let claims = self
+        let mut claims = self
             .provider
             .verify_id_token(&id_token, Some(&pending.nonce), Some(&tokens.access_token))
             .await
             .map_err(Error::InvalidIdToken)?;
+        if self.config.userinfo {
+            let userinfo = self
+                .provider
+                .userinfo(&tokens.access_token, &claims.subject)
+                .await
+                .map_err(Error::Userinfo)?;
+            crate::oidc::userinfo::merge(&mut claims.claims, userinfo);
+        }
 
         let now = self.clock.now_unix();
         let record = SessionRecord {

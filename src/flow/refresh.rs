@@ -181,8 +181,7 @@ impl Refresher {
             {
                 Ok(claims) if claims.subject == record.subject => {
                     record.id_token = id_token.expose().to_owned();
-                    record.claims = super::upstream::header_claims(&self.config, &claims.claims);
-                    record.claims_json = super::upstream::claims_json(&claims.claims);
+                    set_claims(&self.config, &mut record, &claims.claims);
                 }
                 Ok(_) | Err(_) => {
                     tracing::warn!(subject = %record.subject, "refreshed ID token is invalid or for another subject; session ended");
@@ -191,6 +190,10 @@ impl Refresher {
                     return Ok(Refreshed::Ended);
                 }
             }
+        }
+        if self.config.userinfo {
+            self.refresh_userinfo(&mut record, &tokens.access_token)
+                .await;
         }
         let now = self.clock.now_unix();
         record.access_token = tokens.access_token.expose().to_owned();
@@ -209,4 +212,33 @@ impl Refresher {
         self.metrics.record_refresh(RefreshOutcome::Refreshed);
         Ok(Refreshed::Fresh(Box::new(record)))
     }
+}
+
+impl Refresher {
+    /// Merges the userinfo endpoint's current claims into the record's (the new ID token's, when
+    /// the refresh brought one). A failure is logged and leaves those as they are: the IdP has
+    /// already rotated the refresh token, so the refresh must be stored. With a new ID token that
+    /// means without userinfo's claims until the next refresh (rules on them fail: closed).
+    async fn refresh_userinfo(&self, record: &mut SessionRecord, access_token: &Secret) {
+        match self.provider.userinfo(access_token, &record.subject).await {
+            Ok(userinfo) => {
+                let mut claims = super::upstream::session_claims(record);
+                crate::oidc::userinfo::merge(&mut claims, userinfo);
+                set_claims(&self.config, record, &claims);
+            }
+            Err(error) => {
+                tracing::warn!(subject = %record.subject, %error, "userinfo not refreshed");
+            }
+        }
+    }
+}
+
+/// The record's claims (`claims_json`, and the older `claims` of header values).
+fn set_claims(
+    config: &crate::config::Config,
+    record: &mut SessionRecord,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) {
+    record.claims = super::upstream::header_claims(config, claims);
+    record.claims_json = super::upstream::claims_json(claims);
 }

@@ -82,6 +82,12 @@ impl ProviderMetadata {
         self.extras().end_session_endpoint.as_ref().map(|e| e.url())
     }
 
+    pub fn userinfo_endpoint(&self) -> Option<&Url> {
+        self.document
+            .userinfo_endpoint()
+            .map(|endpoint| endpoint.url())
+    }
+
     pub fn introspection_endpoint(&self) -> Option<&Url> {
         self.extras().introspection_endpoint.as_ref()
     }

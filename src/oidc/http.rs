@@ -62,13 +62,23 @@ impl IdpHttpClient {
 
     /// GETs a JSON document (discovery, JWKS); anything but 2xx is an error.
     pub async fn get_json(&self, url: &Url) -> Result<JsonDocument, HttpError> {
-        let response = self
+        self.get_json_as(url, None).await
+    }
+
+    /// GETs a JSON document with `Authorization: Bearer <token>` (userinfo).
+    pub async fn get_json_as(
+        &self,
+        url: &Url,
+        bearer_token: Option<&str>,
+    ) -> Result<JsonDocument, HttpError> {
+        let mut request = self
             .inner
             .get(url.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(transport_error)?;
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(token) = bearer_token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         if !status.is_success() {
             return Err(HttpError::UnexpectedStatus(status.as_u16()));

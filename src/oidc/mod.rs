@@ -1,6 +1,7 @@
 //! The OpenID Provider side, on the openidconnect crate: discovery (`discovery`), the
 //! authorization request (`authorize`), the token endpoint (`token`), ID-token validation
-//! (`id_token`), bearer access tokens (`access_token`, and `introspection` for opaque ones), the JWKS cache (`jwks`), back-channel logout tokens (`logout_token`, on
+//! (`id_token`), bearer access tokens (`access_token`, and `introspection` for opaque ones), the userinfo
+//! endpoint (`userinfo`), the JWKS cache (`jwks`), back-channel logout tokens (`logout_token`, on
 //! jsonwebtoken: the crate does not model them) and the capped HTTP client (`http`), tied together
 //! by `Provider`, the real `IdentityProvider`. Knows nothing of Envoy or sessions.
 
@@ -16,6 +17,7 @@ pub mod jwks;
 pub mod logout_token;
 pub mod provider;
 pub mod token;
+pub mod userinfo;
 
 use async_trait::async_trait;
 
@@ -26,6 +28,7 @@ pub use id_token::{IdTokenClaims, IdTokenError};
 pub use logout_token::LogoutClaims;
 pub use provider::Provider;
 pub use token::{TokenError, TokenSet};
+pub use userinfo::UserinfoError;
 
 use crate::secret::Secret;
 
@@ -71,6 +74,15 @@ pub trait IdentityProvider: Send + Sync + 'static {
         Err(AccessTokenError::IntrospectionUnavailable(
             "this IdP client cannot introspect".into(),
         ))
+    }
+
+    /// The userinfo endpoint's claims for the holder of `access_token`, who must be `subject`.
+    async fn userinfo(
+        &self,
+        _access_token: &Secret,
+        _subject: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, UserinfoError> {
+        Err(UserinfoError::NoEndpoint)
     }
 
     /// Validates a back-channel logout token; the error text says why it was refused.

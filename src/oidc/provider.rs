@@ -27,6 +27,7 @@ const REDISCOVER_AFTER_FAILURES: u32 = 3;
 const REDISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
 use super::logout_token::{self, LogoutClaims, RawLogoutClaims};
 use super::token::{self, RelyingPartyClient, TokenError, TokenSet};
+use super::userinfo::{self, UserinfoError};
 use super::{IdentityProvider, at_hash};
 use crate::clock::Clock;
 use crate::config::ClientAuth;
@@ -397,6 +398,24 @@ impl IdentityProvider for Provider {
             Introspected::Active(members) => Ok((*members).clone()),
             Introspected::Inactive => Err(AccessTokenError::Inactive),
         }
+    }
+
+    async fn userinfo(
+        &self,
+        access_token: &Secret,
+        subject: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, UserinfoError> {
+        let discovered = self.discovered().ok_or(UserinfoError::ProviderNotReady)?;
+        let endpoint = discovered
+            .metadata
+            .userinfo_endpoint()
+            .ok_or(UserinfoError::NoEndpoint)?;
+        let document = self
+            .http
+            .get_json_as(endpoint, Some(access_token.expose()))
+            .await
+            .map_err(|error| UserinfoError::Unavailable(error.to_string()))?;
+        userinfo::parse(&document.body, subject)
     }
 
     async fn verify_logout_token(&self, logout_token: &Secret) -> Result<LogoutClaims, String> {

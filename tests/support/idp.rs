@@ -62,6 +62,9 @@ pub struct IdpState {
     /// Opaque access tokens the introspection endpoint knows: token → its members (active).
     pub opaque_tokens: Mutex<HashMap<String, serde_json::Value>>,
     pub introspections: AtomicUsize,
+    /// What the userinfo endpoint adds to `sub` for the holder of any access token we issued.
+    pub userinfo_claims: Mutex<serde_json::Value>,
+    pub userinfo_requests: AtomicUsize,
 }
 
 /// How long a held refresh waits for `release_refreshes` at most.
@@ -124,12 +127,15 @@ impl FakeIdp {
             refresh_answers: tokio::sync::Semaphore::new(0),
             opaque_tokens: Mutex::default(),
             introspections: AtomicUsize::new(0),
+            userinfo_claims: Mutex::new(json!({ "department": "research" })),
+            userinfo_requests: AtomicUsize::new(0),
         });
         let router = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .route("/token", post(token))
             .route("/introspect", post(introspect))
+            .route("/userinfo", get(userinfo))
             .with_state(Arc::clone(&state));
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
@@ -218,6 +224,7 @@ async fn discovery(State(state): State<Arc<IdpState>>) -> Json<serde_json::Value
         "jwks_uri": format!("{issuer}/jwks"),
         "end_session_endpoint": format!("{issuer}/session/end"),
         "introspection_endpoint": format!("{issuer}/introspect"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
         "code_challenge_methods_supported": ["S256"],
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
@@ -374,6 +381,21 @@ async fn introspect(
         }
         None => Json(json!({ "active": false })).into_response(),
     }
+}
+
+/// OIDC Core 5.3: the claims of the holder of an access token we issued (`at-N`).
+async fn userinfo(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> Response {
+    state.userinfo_requests.fetch_add(1, Ordering::SeqCst);
+    let token = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer at-"));
+    if token.is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let mut claims = state.userinfo_claims.lock().unwrap().clone();
+    claims["sub"] = json!(SUBJECT);
+    Json(claims).into_response()
 }
 
 impl FakeIdp {
