@@ -129,6 +129,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "logout_path",
     "logout_methods",
     "logout_redirect_uri",
+    "logout_id_token_hint",
     "backchannel_logout_path",
 ];
 

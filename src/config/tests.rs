@@ -301,3 +301,15 @@ fn http_timeout_fits_twice_in_envoys_ext_authz_timeout() {
         ]
     );
 }
+
+#[test]
+fn logout_id_token_hint_can_be_set_from_the_environment() {
+    let (config, warnings) = load_from_str(
+        MINIMAL,
+        "t",
+        env(&[("OIDC_AUTHZ_LOGOUT_ID_TOKEN_HINT", "false")]),
+    )
+    .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(!config.logout_id_token_hint);
+}
