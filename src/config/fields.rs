@@ -399,3 +399,38 @@ pub(super) const UNDERSCORE_PROBLEM: &str = "contains `_`: upstreams that map he
 pub(super) fn is_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
+
+/// Kong's pair of lists: `upstream_headers_claims[i]` goes upstream as `upstream_headers_names[i]`.
+pub(super) fn claim_headers(
+    claims: Vec<String>,
+    names: Vec<String>,
+    token_headers: [&Option<UpstreamHeader>; 2],
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    if claims.len() != names.len() {
+        errors.push(format!(
+            "{}: has {} names for {} upstream_headers_claims; give one header name per claim",
+            at("upstream_headers_names"),
+            names.len(),
+            claims.len()
+        ));
+        return Vec::new();
+    }
+    let mut pairs = Vec::new();
+    for (index, (claim, name)) in claims.into_iter().zip(names).enumerate() {
+        let name = name.to_ascii_lowercase();
+        let key = at(&format!("upstream_headers_names[{index}]"));
+        let taken = token_headers
+            .iter()
+            .any(|header| header.as_ref().is_some_and(|h| h.name == name));
+        if name.contains('_') {
+            errors.push(format!("{key}: {UNDERSCORE_PROBLEM}"));
+        } else if !is_header_name(&name) || matches!(name.as_str(), "cookie" | "host") || taken {
+            errors.push(format!("{key}: `{name}` is not a header name we may set"));
+        } else {
+            pairs.push((claim, name));
+        }
+    }
+    pairs
+}

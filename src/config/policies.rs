@@ -10,7 +10,7 @@
 use serde_yaml::{Mapping, Value};
 
 use super::UpstreamHeader;
-use super::fields::{UNDERSCORE_PROBLEM, is_header_name, upstream_header};
+use super::fields::{claim_headers, upstream_header};
 use super::reader::Reader;
 use crate::policy::rules::{ClaimRule, Requirement, StringClaim};
 use crate::policy::{
@@ -299,6 +299,13 @@ fn build(name: &str, path: &str, keys: PolicyKeys, errors: &mut Vec<String>) -> 
         session: true,
         ..AuthMethods::default()
     });
+    if auth_methods.authorization_code && !auth_methods.session {
+        errors.push(format!(
+            "{}: authorization_code needs session: a login ends in a session cookie, and a \
+             route that does not take it would send the browser to log in again and again",
+            at("auth_methods")
+        ));
+    }
     let anonymous = keys.anonymous.unwrap_or(false);
     if anonymous && auth_methods.authorization_code {
         errors.push(format!(
@@ -381,39 +388,4 @@ fn build(name: &str, path: &str, keys: PolicyKeys, errors: &mut Vec<String>) -> 
         },
         provider,
     }
-}
-
-/// Kong's pair of lists: `upstream_headers_claims[i]` goes upstream as `upstream_headers_names[i]`.
-fn claim_headers(
-    claims: Vec<String>,
-    names: Vec<String>,
-    token_headers: [&Option<UpstreamHeader>; 2],
-    at: &dyn Fn(&str) -> String,
-    errors: &mut Vec<String>,
-) -> Vec<(String, String)> {
-    if claims.len() != names.len() {
-        errors.push(format!(
-            "{}: has {} names for {} upstream_headers_claims; give one header name per claim",
-            at("upstream_headers_names"),
-            names.len(),
-            claims.len()
-        ));
-        return Vec::new();
-    }
-    let mut pairs = Vec::new();
-    for (index, (claim, name)) in claims.into_iter().zip(names).enumerate() {
-        let name = name.to_ascii_lowercase();
-        let key = at(&format!("upstream_headers_names[{index}]"));
-        let taken = token_headers
-            .iter()
-            .any(|header| header.as_ref().is_some_and(|h| h.name == name));
-        if name.contains('_') {
-            errors.push(format!("{key}: {UNDERSCORE_PROBLEM}"));
-        } else if !is_header_name(&name) || matches!(name.as_str(), "cookie" | "host") || taken {
-            errors.push(format!("{key}: `{name}` is not a header name we may set"));
-        } else {
-            pairs.push((claim, name));
-        }
-    }
-    pairs
 }

@@ -132,7 +132,8 @@ fn every_policy_problem_is_reported_with_its_key_path() {
          \x20 mail: {{ email_domains: ['exa mple.com'], provider: corp }}\n\
          \x20 headers: {{ upstream_headers_claims: [a], upstream_headers_names: [x_a] }}\n\
          \x20 empty: {{ auth_methods: [] }}\n\
-         \x20 opaque: {{ auth_methods: [introspection] }}\n"
+         \x20 opaque: {{ auth_methods: [introspection] }}\n\
+         \x20 loop: {{ auth_methods: [authorization_code] }}\n"
     ));
     let expected = [
         "policies.bad name: a policy name uses letters",
@@ -150,6 +151,7 @@ fn every_policy_problem_is_reported_with_its_key_path() {
         "policies.headers.upstream_headers_names[0]: contains `_`",
         "policies.empty.auth_methods: must list one or more of",
         "policies.opaque.audience_required: required with auth_methods bearer or introspection",
+        "policies.loop.auth_methods: authorization_code needs session",
     ];
     for needle in expected {
         assert!(
