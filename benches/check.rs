@@ -165,6 +165,7 @@ fn view(path: &str, query: &str, cookie: Option<&str>) -> RequestView {
         query: query.into(),
         headers: browser_headers(cookie),
         body: Vec::new(),
+        policy_name: None,
     }
 }
 

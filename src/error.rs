@@ -5,7 +5,8 @@
 
 use crate::crypto::random::RandomError;
 use crate::oidc::authorize::InvalidAuthorizationRequest;
-use crate::oidc::{IdTokenError, TokenError};
+use crate::oidc::{IdTokenError, TokenError, UserinfoError};
+use crate::policy::UnknownPolicy;
 use crate::session::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,14 @@ pub enum Error {
     UnknownProvider(String),
     #[error("the OpenID Provider could not refresh the session: {0}")]
     RefreshUnavailable(TokenError),
+    /// Envoy's route names a policy we do not have (`context_extensions: { policy: ... }`): the
+    /// two configurations disagree, and guessing a policy could let the wrong people in.
+    #[error(transparent)]
+    UnknownPolicy(#[from] UnknownPolicy),
+    /// The IdP's introspection endpoint could not be asked (down, refusing our client, none
+    /// discovered): not the token's fault.
+    #[error("token introspection is unavailable: {0}")]
+    IntrospectionUnavailable(String),
     /// The task a refresh runs in panicked or was cancelled (at shutdown).
     #[error("the refresh of the session was interrupted")]
     RefreshInterrupted,
@@ -38,6 +47,8 @@ pub enum Error {
     LoginFromAnotherBrowser,
     #[error("the authorization code exchange failed: {0}")]
     CodeExchange(TokenError),
+    #[error("the userinfo endpoint's answer could not be used: {0}")]
+    Userinfo(UserinfoError),
     #[error("the token response has no ID token")]
     MissingIdToken,
     #[error(transparent)]
@@ -115,10 +126,14 @@ impl Error {
     pub fn cause(&self) -> FailureCause {
         match self {
             Error::Store(_) => FailureCause::Store,
-            Error::ProviderNotReady | Error::RefreshUnavailable(_) => FailureCause::Idp,
+            Error::ProviderNotReady
+            | Error::RefreshUnavailable(_)
+            | Error::IntrospectionUnavailable(_)
+            | Error::Userinfo(_) => FailureCause::Idp,
             Error::Random(_)
             | Error::UnknownProvider(_)
             | Error::InvalidFrontchannelLogout(_)
+            | Error::UnknownPolicy(_)
             | Error::RefreshInterrupted
             | Error::AuthorizationRequest(_)
             | Error::CallbackIncomplete
@@ -142,7 +157,9 @@ impl Error {
             | Error::ProviderNotReady
             | Error::UnknownProvider(_)
             | Error::RefreshUnavailable(_)
-            | Error::RefreshInterrupted => CouldNotDecide,
+            | Error::RefreshInterrupted
+            | Error::UnknownPolicy(_)
+            | Error::IntrospectionUnavailable(_) => CouldNotDecide,
             Error::AuthorizationRequest(_) => Deny {
                 status: 400,
                 message: "This address cannot be used to sign in.",
@@ -167,7 +184,10 @@ impl Error {
                 status: 403,
                 message: "This login was started in another browser. Please open the page again here.",
             },
-            Error::CodeExchange(_) | Error::MissingIdToken | Error::InvalidIdToken(_) => Deny {
+            Error::CodeExchange(_)
+            | Error::MissingIdToken
+            | Error::InvalidIdToken(_)
+            | Error::Userinfo(_) => Deny {
                 status: 502,
                 message: "The identity provider's answer could not be accepted. Please try again later.",
             },
@@ -211,6 +231,8 @@ mod tests {
             Error::UnknownProvider("`corp`".into()).answer(),
             Answer::CouldNotDecide
         );
+        let unknown = Error::UnknownPolicy(UnknownPolicy("api".into()));
+        assert_eq!(unknown.answer(), Answer::CouldNotDecide);
         let status = |error: Error| match error.answer() {
             Answer::Deny { status, .. } => status,
             Answer::CouldNotDecide => 0,

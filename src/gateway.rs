@@ -1,9 +1,10 @@
 //! `Gateway`: one `Flow` per provider (`providers:` in the config, `default` first), and which
-//! of them decides a request. A provider's callback, logout and back-channel logout paths always
-//! go to that provider's flow; any other request goes to the provider its route selects
-//! (`provider_for_route`). Each flow has its own IdP client, cookies and session namespace, so a
-//! session of one provider never satisfies another's route, and one IdP being down fails only
-//! the routes of its provider. Knows nothing of Envoy's protos.
+//! of them decides a request. A provider's callback, logout and back-channel (and front-channel)
+//! logout paths always go to that provider's flow; any other request is decided under the policy
+//! its route names (`RequestView::policy_name`, none: `default`) by the flow of the policy's
+//! `provider:`. Each flow has its own IdP client, cookies and session namespace, so a session of
+//! one provider never satisfies another's policy, and one IdP being down fails only the routes of
+//! its provider. Knows nothing of Envoy's protos.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,19 +13,7 @@ use crate::config::DEFAULT_PROVIDER;
 use crate::error::Error;
 use crate::flow::{Decision, Flow, RequestView};
 use crate::metrics::Metrics;
-
-/// The route's key that names its provider (Envoy: the ext_authz per-route
-/// `check_settings.context_extensions`).
-pub const PROVIDER_EXTENSION: &str = "provider";
-
-/// TEMPORARY (issue 9, until policies choose providers with `provider:`): the provider a route
-/// selects, from its per-route settings (`context_extensions: { provider: NAME }`); none means
-/// `default`. The one place that decides it: replace this function, not its callers.
-pub fn provider_for_route(route_settings: &HashMap<String, String>) -> &str {
-    route_settings
-        .get(PROVIDER_EXTENSION)
-        .map_or(DEFAULT_PROVIDER, String::as_str)
-}
+use crate::policy::Policies;
 
 /// A provider's flow, by name.
 pub struct NamedFlow {
@@ -38,6 +27,8 @@ pub struct Gateway {
     /// Each flow's own paths (callback, logout, back-channel logout) → its index in `flows`.
     /// Config validation makes them distinct across providers.
     own_paths: HashMap<String, usize>,
+    /// Every policy (the same in every provider's config).
+    policies: Policies,
     /// Shared by every flow.
     metrics: Arc<Metrics>,
 }
@@ -55,9 +46,11 @@ impl Gateway {
                 own_paths.entry(path.to_owned()).or_insert(index);
             }
         }
+        let policies = flows[0].flow.policies().clone();
         Gateway {
             flows,
             own_paths,
+            policies,
             metrics,
         }
     }
@@ -75,24 +68,21 @@ impl Gateway {
         &self.metrics
     }
 
-    /// Decides one request with the flow that owns its path, else the one its route selects.
-    pub async fn check(
-        &self,
-        request: &RequestView,
-        route_settings: &HashMap<String, String>,
-    ) -> Result<Decision, Error> {
-        self.flow_for(request, route_settings)?.check(request).await
+    /// Decides one request: with the flow that owns its path, else under the route's policy with
+    /// the flow of the policy's provider. An unknown policy fails closed (`Error::UnknownPolicy`).
+    pub async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
+        if let Some(&index) = self.own_paths.get(&request.path) {
+            return self.flows[index].flow.check(request).await;
+        }
+        let policy = self.policies.select(request.policy_name.as_deref())?;
+        self.flow_named(&policy.provider)?
+            .check_policy(request, policy)
+            .await
     }
 
-    fn flow_for(
-        &self,
-        request: &RequestView,
-        route_settings: &HashMap<String, String>,
-    ) -> Result<&Flow, Error> {
-        if let Some(&index) = self.own_paths.get(&request.path) {
-            return Ok(&self.flows[index].flow);
-        }
-        let name = provider_for_route(route_settings);
+    /// Config validation makes every policy's provider a configured one; an unknown name here
+    /// would be a bug, answered "could not decide" like any other.
+    fn flow_named(&self, name: &str) -> Result<&Flow, Error> {
         self.flows
             .iter()
             .find(|named| named.name == name)
@@ -119,23 +109,6 @@ fn loggable_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn a_route_selects_its_provider_and_none_means_default() {
-        assert_eq!(provider_for_route(&settings(&[])), "default");
-        assert_eq!(provider_for_route(&settings(&[("policy", "x")])), "default");
-        assert_eq!(
-            provider_for_route(&settings(&[("provider", "corp")])),
-            "corp"
-        );
-    }
 
     #[test]
     fn unknown_names_are_logged_only_when_they_look_like_names() {

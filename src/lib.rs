@@ -11,6 +11,7 @@
 //! - [`gateway`]: one flow per provider (`providers:`), and which flow decides a request.
 //! - [`flow`]: the decision tree (login, callback, session check, refresh, logout), IO behind traits.
 //! - [`oidc`]: discovery, JWKS, ID-token and logout-token validation, the token endpoint.
+//! - [`policy`]: named policies (auth methods, rules on claims), chosen per route by Envoy.
 //! - [`session`]: session and pending-login records, sealed, over a narrow byte store (memory, Redis).
 //! - [`crypto`]: cookie MACs, record sealing, randomness; the only holder of key bytes.
 //! - [`config`], [`error`] (every failure mapped to an answer in one place), [`admin`]
@@ -30,6 +31,7 @@ pub mod gateway;
 pub mod log_limit;
 pub mod metrics;
 pub mod oidc;
+pub mod policy;
 pub mod readiness;
 pub mod secret;
 pub mod server;

@@ -74,6 +74,7 @@ fn get(path: &str, query: &str, cookie: Option<&str>) -> RequestView {
             .into_iter()
             .collect(),
         body: Vec::new(),
+        policy_name: None,
     }
 }
 fn pair(set_cookie: &str) -> String {

@@ -55,6 +55,7 @@ fn cookieless_navigation(index: usize) -> RequestView {
         query,
         headers: HashMap::from([("accept".to_string(), "*/*".to_string())]),
         body: Vec::new(),
+        policy_name: None,
     }
 }
 

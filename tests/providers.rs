@@ -18,7 +18,8 @@ fn two_providers_yaml(idp_a: &FakeIdp, b_issuer: &str) -> String {
     format!(
         "issuer: {}\nclient_id: {CLIENT_ID}\nclient_secret: {CLIENT_SECRET}\nsession_secret: [{KEY_A}]\n\
          upstream_headers_claims: [sid]\nupstream_headers_names: [x-idp-session]\n\
-         providers:\n  b:\n    issuer: {b_issuer}\n    redirect_uri: /b/callback\n    logout_path: /b/logout\n    backchannel_logout_path: /b/backchannel\n",
+         providers:\n  b:\n    issuer: {b_issuer}\n    redirect_uri: /b/callback\n    logout_path: /b/logout\n    backchannel_logout_path: /b/backchannel\n\
+         policies:\n  b:\n    provider: b\n    upstream_headers_claims: [sid]\n    upstream_headers_names: [x-idp-session]\n",
         idp_a.issuer
     )
 }
@@ -49,7 +50,7 @@ async fn two_providers_on(store: Arc<dyn SessionStore>) -> TwoProviders {
 
 /// A page load on the route of provider `b`.
 fn on_b(path: &str) -> Req<'_> {
-    Req::navigate(path).on_route("provider", "b")
+    Req::navigate(path).on_route("policy", "b")
 }
 
 /// Logs in at `idp` starting from `start`, which must redirect to that IdP.
@@ -212,17 +213,17 @@ async fn logging_out_of_one_provider_leaves_the_other_logged_in() {
 }
 
 #[tokio::test]
-async fn a_route_naming_an_unknown_provider_fails_closed() {
+async fn the_routes_policy_chooses_the_provider_and_an_unknown_policy_fails_closed() {
     let TwoProviders { idp_a, authz, .. } = two_providers().await;
     let mut browser = authz.browser();
     log_in(&mut browser, &idp_a, Req::navigate("/app-a")).await;
     let unknown = browser
-        .send(Req::navigate("/app-a").on_route("provider", "nope"))
+        .send(Req::navigate("/app-a").on_route("policy", "nope"))
         .await;
     assert!(matches!(unknown, Outcome::Error(_)), "{unknown:?}");
-    // Another extension (a policy name, say) does not change the provider.
+    // Only a policy chooses a provider: any other route setting changes nothing.
     let other = browser
-        .send(Req::navigate("/app-a").on_route("policy", "x"))
+        .send(Req::navigate("/app-a").on_route("provider", "b"))
         .await;
     assert_eq!(other.status(), 200);
     authz.stop().await;

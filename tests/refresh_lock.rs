@@ -222,6 +222,7 @@ async fn a_refresh_whose_check_was_cancelled_still_stores_the_rotated_token() {
         query: String::new(),
         headers: [("cookie".to_owned(), browser.cookie_header())].into(),
         body: Vec::new(),
+        policy_name: None,
     };
     let flow = Arc::clone(&authz.flow);
     let check = tokio::spawn(async move { flow.check(&request).await.map(drop) });

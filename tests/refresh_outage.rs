@@ -190,6 +190,7 @@ async fn a_hung_idp_does_not_block_the_session_once_it_is_back() {
         query: String::new(),
         headers: [("cookie".to_owned(), browser.cookie_header())].into(),
         body: Vec::new(),
+        policy_name: None,
     };
     let flow = Arc::clone(&authz.flow);
     let check = tokio::spawn(async move { flow.check(&request).await.map(drop) });

@@ -116,5 +116,6 @@ fn request(input: &Input) -> RequestView {
         query: input.query.clone(),
         headers,
         body: input.body.clone(),
+        policy_name: None,
     }
 }

@@ -212,6 +212,7 @@ fn browser_request(path: &str, query: &str, cookie: Option<&str>) -> RequestView
         query: query.into(),
         headers,
         body: Vec::new(),
+        policy_name: None,
     }
 }
 

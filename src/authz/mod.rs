@@ -73,20 +73,13 @@ impl Authorization for AuthzService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let started = std::time::Instant::now();
-        let mut check = request.into_inner();
-        // The route's settings (`context_extensions`), set in Envoy's config, never by clients.
-        let route_settings = check
-            .attributes
-            .as_mut()
-            .map(|attributes| std::mem::take(&mut attributes.context_extensions))
-            .unwrap_or_default();
-        let view = request::request_view(check, self.trust_forwarded_headers);
+        let view = request::request_view(request.into_inner(), self.trust_forwarded_headers);
         let metrics = self.gateway.metrics();
         let mut in_flight = CancelledIfDropped {
             metrics,
             decided: false,
         };
-        let decision = match self.gateway.check(&view, &route_settings).await {
+        let decision = match self.gateway.check(&view).await {
             Ok(decision) => decision,
             Err(error) => match error.answer() {
                 Answer::Deny { status, message } => {
@@ -115,7 +108,9 @@ impl Authorization for AuthzService {
         let outcome = match &decision {
             Decision::Allow { .. } => CheckOutcome::Allow,
             Decision::Redirect { .. } => CheckOutcome::Redirect,
-            Decision::Deny { .. } | Decision::ConfirmLogout { .. } => CheckOutcome::Deny,
+            Decision::Deny { .. } | Decision::ConfirmLogout { .. } | Decision::Forbidden(_) => {
+                CheckOutcome::Deny
+            }
         };
         metrics.record_check(outcome, started.elapsed());
         Ok(Response::new(response::check_response(decision)))

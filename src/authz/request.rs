@@ -8,10 +8,14 @@ use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 
 use crate::flow::RequestView;
 
+/// The `context_extensions` key that names the route's policy.
+pub const POLICY_EXTENSION: &str = "policy";
+
 pub fn request_view(check: CheckRequest, trust_forwarded_headers: bool) -> RequestView {
-    let http = check
-        .attributes
-        .and_then(|attributes| attributes.request)
+    let mut attributes = check.attributes.unwrap_or_default();
+    let policy_name = attributes.context_extensions.remove(POLICY_EXTENSION);
+    let http = attributes
+        .request
         .and_then(|request| request.http)
         .unwrap_or_default();
     let headers: std::collections::HashMap<String, String> = http
@@ -55,6 +59,7 @@ pub fn request_view(check: CheckRequest, trust_forwarded_headers: bool) -> Reque
         query,
         headers,
         body,
+        policy_name,
     }
 }
 
@@ -122,5 +127,28 @@ mod tests {
         assert_eq!(view.origin(), "https://app.example");
         assert_eq!(view.body, b"raw");
         assert_eq!(request_view(check(HttpRequest::default()), true).method, "");
+    }
+
+    #[test]
+    fn the_route_policy_comes_from_context_extensions() {
+        let mut request = check(HttpRequest::default());
+        assert_eq!(request_view(request.clone(), false).policy_name, None);
+        let attributes = request.attributes.as_mut().unwrap();
+        attributes
+            .context_extensions
+            .insert("other".into(), "x".into());
+        assert_eq!(request_view(request.clone(), false).policy_name, None);
+        let attributes = request.attributes.as_mut().unwrap();
+        attributes
+            .context_extensions
+            .insert(POLICY_EXTENSION.into(), "api".into());
+        assert_eq!(
+            request_view(request, false).policy_name.as_deref(),
+            Some("api")
+        );
+        assert_eq!(
+            request_view(CheckRequest::default(), false).policy_name,
+            None
+        );
     }
 }

@@ -104,6 +104,30 @@ pub fn logout_confirmation_page(action: &str, method: &str) -> String {
     )
 }
 
+/// The 403 page for a person the policy refuses: who they are signed in as, and a way to sign in
+/// as someone else. Never a redirect to log in: the same account would be refused again.
+pub fn forbidden_page(signed_in_as: &str, logout_path: Option<&str>) -> String {
+    let logout = logout_path
+        .map(|path| {
+            format!(
+                " <a href=\"{}\">Sign out</a> to use another account.",
+                html_escape(path)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>403</title></head>\
+         <body><h1>403</h1><p>You are signed in as {}, and this account is not allowed here.{logout}</p>\
+         </body></html>\n",
+        html_escape(signed_in_as)
+    )
+}
+
+/// The 403 body for a script or API client (RFC 6750 error names).
+const FORBIDDEN_JSON: &str = "{\"error\":\"insufficient_scope\",\"error_description\":\"the credentials do not meet this route's policy\"}\n";
+const INSUFFICIENT_SCOPE_CHALLENGE: &str =
+    "Bearer realm=\"oidc-authz\", error=\"insufficient_scope\"";
+
 const CONFIRMATION_PAGE_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn check_response(decision: Decision) -> CheckResponse {
@@ -152,6 +176,20 @@ pub fn check_response(decision: Decision) -> CheckResponse {
             ];
             let body = logout_confirmation_page(&action, method);
             denied(GRPC_PERMISSION_DENIED, 200, headers, body)
+        }
+        Decision::Forbidden(forbidden) => {
+            let mut headers = vec![added("cache-control", "no-store")];
+            let body = if forbidden.for_browser {
+                headers.push(added("content-type", "text/html; charset=utf-8"));
+                headers.push(added("content-security-policy", CONFIRMATION_PAGE_CSP));
+                forbidden_page(&forbidden.signed_in_as, forbidden.logout_path.as_deref())
+            } else {
+                headers.push(added("content-type", "application/json"));
+                headers.push(added("www-authenticate", INSUFFICIENT_SCOPE_CHALLENGE));
+                FORBIDDEN_JSON.to_owned()
+            };
+            headers.extend(forbidden.set_cookies.iter().map(|c| added("set-cookie", c)));
+            denied(GRPC_PERMISSION_DENIED, 403, headers, body)
         }
         Decision::Deny {
             status: http_status,
@@ -223,6 +261,52 @@ mod tests {
             Some(HttpResponse::OkResponse(ok)) => ok,
             other => panic!("expected an OK response, got {other:?}"),
         }
+    }
+
+    fn denied_parts(decision: Decision) -> (i32, Vec<(String, String)>, String) {
+        match check_response(decision).http_response {
+            Some(HttpResponse::DeniedResponse(denied)) => (
+                denied.status.unwrap().code,
+                denied
+                    .headers
+                    .iter()
+                    .filter_map(|option| option.header.as_ref())
+                    .map(|header| (header.key.clone(), header.value.clone()))
+                    .collect(),
+                denied.body,
+            ),
+            other => panic!("expected a denied response, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn forbidden_is_a_page_for_browsers_and_json_with_a_challenge_for_apis() {
+        let forbidden = |for_browser, logout_path: Option<&str>| {
+            Decision::Forbidden(crate::flow::Forbidden {
+                signed_in_as: "<b>eve</b>@example.com".into(),
+                logout_path: logout_path.map(str::to_owned),
+                for_browser,
+                set_cookies: Vec::new(),
+            })
+        };
+        let (status, headers, body) = denied_parts(forbidden(true, Some("/logout")));
+        assert_eq!(status, 403);
+        assert!(
+            body.contains("signed in as &lt;b&gt;eve&lt;/b&gt;@example.com")
+                && body.contains("href=\"/logout\""),
+            "{body}"
+        );
+        assert!(!headers.iter().any(|(name, _)| name == "www-authenticate"));
+        let (_, _, body) = denied_parts(forbidden(true, None));
+        assert!(!body.contains("href"), "{body}");
+
+        let (status, headers, body) = denied_parts(forbidden(false, Some("/logout")));
+        assert_eq!(status, 403);
+        assert!(body.contains("\"error\":\"insufficient_scope\"") && !body.contains("eve"));
+        assert!(headers.contains(&(
+            "www-authenticate".into(),
+            "Bearer realm=\"oidc-authz\", error=\"insufficient_scope\"".into()
+        )));
     }
 
     #[test]

@@ -393,7 +393,7 @@ pub(super) fn upstream_header(
 /// Why a header name with `_` is refused: CGI, WSGI, Rack and PHP upstreams read `x_email` and
 /// `x-email` as the same variable, so a client's `x_email` could shadow the one we set; our
 /// names use `-` only (Envoy is configured to reject requests carrying `_` in header names).
-const UNDERSCORE_PROBLEM: &str = "contains `_`: upstreams that map headers to variables (CGI, WSGI, Rack, PHP) read `_` and `-` alike, so a client's copy could shadow ours; use `-`";
+pub(super) const UNDERSCORE_PROBLEM: &str = "contains `_`: upstreams that map headers to variables (CGI, WSGI, Rack, PHP) read `_` and `-` alike, so a client's copy could shadow ours; use `-`";
 
 /// Letters, digits and `-` (no `_`: see `UNDERSCORE_PROBLEM`).
 pub(super) fn is_header_name(name: &str) -> bool {
@@ -402,42 +402,32 @@ pub(super) fn is_header_name(name: &str) -> bool {
 
 /// Kong's pair of lists: `upstream_headers_claims[i]` goes upstream as `upstream_headers_names[i]`.
 pub(super) fn claim_headers(
-    reader: &mut Reader,
+    claims: Vec<String>,
+    names: Vec<String>,
     token_headers: [&Option<UpstreamHeader>; 2],
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Vec<String>,
 ) -> Vec<(String, String)> {
-    let claims = reader
-        .string_list("upstream_headers_claims")
-        .unwrap_or_default();
-    let names = reader
-        .string_list("upstream_headers_names")
-        .unwrap_or_default();
     if claims.len() != names.len() {
-        reader.error(
-            "upstream_headers_names",
-            format!(
-                "has {} names for {} upstream_headers_claims; give one header name per claim",
-                names.len(),
-                claims.len()
-            ),
-        );
+        errors.push(format!(
+            "{}: has {} names for {} upstream_headers_claims; give one header name per claim",
+            at("upstream_headers_names"),
+            names.len(),
+            claims.len()
+        ));
         return Vec::new();
     }
     let mut pairs = Vec::new();
     for (index, (claim, name)) in claims.into_iter().zip(names).enumerate() {
         let name = name.to_ascii_lowercase();
+        let key = at(&format!("upstream_headers_names[{index}]"));
         let taken = token_headers
             .iter()
             .any(|header| header.as_ref().is_some_and(|h| h.name == name));
         if name.contains('_') {
-            reader.error(
-                &format!("upstream_headers_names[{index}]"),
-                UNDERSCORE_PROBLEM,
-            );
+            errors.push(format!("{key}: {UNDERSCORE_PROBLEM}"));
         } else if !is_header_name(&name) || matches!(name.as_str(), "cookie" | "host") || taken {
-            reader.error(
-                &format!("upstream_headers_names[{index}]"),
-                format!("`{name}` is not a header name we may set"),
-            );
+            errors.push(format!("{key}: `{name}` is not a header name we may set"));
         } else {
             pairs.push((claim, name));
         }

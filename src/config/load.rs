@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde_yaml::{Mapping, Value};
 
+use super::policies::POLICY_KEYS;
 use super::validate::validate;
 use super::{Config, CookieSecure, ResponseMode};
 
@@ -85,7 +86,8 @@ pub fn load_from_str(
     }
 }
 
-/// Keys that environment variables may set; anything else is warned about, not applied.
+/// Keys that environment variables may set (with `policies::POLICY_KEYS`); anything else is
+/// warned about, not applied.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
     "admin_listen",
@@ -109,6 +111,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "http_timeout",
     "ext_authz_timeout",
     "ca_file",
+    "introspection_cache_ttl",
+    "userinfo",
     "session_storage",
     "memory",
     "redis",
@@ -122,15 +126,13 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "session_idling_timeout",
     "session_absolute_timeout",
     "refresh_margin",
-    "upstream_access_token_header",
-    "upstream_id_token_header",
-    "upstream_headers_claims",
-    "upstream_headers_names",
+    "policies",
     "trust_forwarded_headers",
     "allowed_hosts",
     "logout_path",
     "logout_methods",
     "logout_redirect_uri",
+    "logout_id_token_hint",
     "backchannel_logout_path",
     "providers",
     "shutdown_drain_period",
@@ -154,7 +156,8 @@ fn apply_env_overrides(
             .split("__")
             .map(str::to_ascii_lowercase)
             .collect();
-        if !TOP_LEVEL_KEYS.contains(&path[0].as_str()) {
+        let key = path[0].as_str();
+        if !TOP_LEVEL_KEYS.contains(&key) && !POLICY_KEYS.contains(&key) {
             warnings.push(format!("ignored {name}: `{}` is not a config key", path[0]));
             continue;
         }

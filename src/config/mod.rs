@@ -8,6 +8,9 @@ mod limits;
 #[cfg(test)]
 mod listen_tests;
 mod load;
+mod policies;
+#[cfg(test)]
+mod policies_tests;
 mod providers;
 #[cfg(test)]
 mod providers_tests;
@@ -181,6 +184,11 @@ pub struct Config {
     /// Each IdP request's timeout, at most `(ext_authz_timeout - 1) / 2` (see `fields.rs`); the
     /// refresh lock's TTL is derived from it.
     pub http_timeout: Duration,
+    /// `userinfo`: fetch the userinfo endpoint at login and refresh, and merge its claims.
+    pub userinfo: bool,
+    /// `introspection_cache_ttl`: how long an introspection answer is reused at most (never past
+    /// the token's `exp`); 0 asks the IdP every time.
+    pub introspection_cache_ttl: Duration,
     /// `ca_file`: PEM certificates trusted for the IdP besides the system's CA store.
     pub idp_ca_pem: Option<String>,
 
@@ -198,10 +206,9 @@ pub struct Config {
     pub session_absolute_timeout: Duration,
     pub refresh_margin: Duration,
 
-    pub upstream_access_token_header: Option<UpstreamHeader>,
-    pub upstream_id_token_header: Option<UpstreamHeader>,
-    /// ID-token claims passed upstream: (claim name, lower-case header name).
-    pub upstream_claim_headers: Vec<(String, String)>,
+    /// `policies:` and the top-level policy keys (the `default` policy): who may pass, and the
+    /// headers the upstream gets (see `policies.rs` for the merge rule).
+    pub policies: crate::policy::Policies,
     pub trust_forwarded_headers: bool,
     /// Lower-case `host[:port]` values we build redirect URIs for; empty means any host.
     pub allowed_hosts: Vec<String>,

@@ -176,3 +176,19 @@ fn providers_must_be_a_mapping_of_mappings() {
         ["providers.corp: expected a mapping"]
     );
 }
+
+#[test]
+fn a_policy_chooses_a_configured_provider() {
+    let yaml = format!(
+        "{}policies:\n  corp-app:\n    provider: corp\n  stray:\n    provider: nope\n",
+        with_providers(
+            "  corp:\n    issuer: https://corp.example.com\n    redirect_uri: /corp/callback\n"
+        )
+    );
+    let found = problems(&yaml);
+    assert_eq!(
+        found,
+        ["policies.stray.provider: `nope` is not a configured provider (known: default, corp)"],
+        "{found:?}"
+    );
+}

@@ -37,7 +37,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(config.pkce, PkceMode::Auto);
     assert!(matches!(config.session_storage, SessionStorage::Memory));
     assert_eq!(
-        config.upstream_access_token_header,
+        config.policies.default_policy().upstream.access_token,
         Some(UpstreamHeader {
             name: "authorization".into(),
             scheme: Some("Bearer".into())
@@ -135,7 +135,7 @@ fn claim_headers_pair_up_and_may_not_shadow_token_headers() {
     );
     let (config, _) = load_from_str(&yaml, "t", env(&[])).unwrap();
     assert_eq!(
-        config.upstream_claim_headers,
+        config.policies.default_policy().upstream.claims,
         [
             ("email".to_string(), "x-user-email".to_string()),
             ("groups".into(), "x-groups".into())
@@ -335,4 +335,16 @@ fn frontchannel_logout_path_is_a_path_of_its_own() {
             .any(|p| p.starts_with("frontchannel_logout_path: `bye?x=1` must be a path")),
         "{found:?}"
     );
+}
+
+#[test]
+fn logout_id_token_hint_can_be_set_from_the_environment() {
+    let (config, warnings) = load_from_str(
+        MINIMAL,
+        "t",
+        env(&[("OIDC_AUTHZ_LOGOUT_ID_TOKEN_HINT", "false")]),
+    )
+    .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(!config.logout_id_token_hint);
 }

@@ -40,6 +40,8 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
     }
     let leeway = seconds(&mut reader, "leeway", 60);
     let http_timeout = http_timeout(&mut reader);
+    let userinfo = reader.bool_or("userinfo", false);
+    let introspection_cache_ttl = seconds(&mut reader, "introspection_cache_ttl", 30);
 
     let storage_kind = reader.choice_or(
         "session_storage",
@@ -148,16 +150,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         reader.error("session_absolute_timeout", "must be at least 1 second");
     }
 
-    let upstream_access_token_header = upstream_header(
-        &mut reader,
-        "upstream_access_token_header",
-        Some("authorization:bearer"),
-    );
-    let upstream_id_token_header = upstream_header(&mut reader, "upstream_id_token_header", None);
-    let upstream_claim_headers = claim_headers(
-        &mut reader,
-        [&upstream_access_token_header, &upstream_id_token_header],
-    );
+    let policies = super::policies::policies(&mut reader);
     let trust_forwarded_headers = reader.bool_or("trust_forwarded_headers", false);
     let allowed_hosts = allowed_hosts(&mut reader);
 
@@ -223,6 +216,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         reader.errors,
     );
     let shutdown = super::shutdown::shutdown_periods(&mut reader);
+    super::policies::check_providers(&mut reader, &policies, &providers);
 
     reader.finish();
 
@@ -257,6 +251,8 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         id_token_signing_algs,
         leeway,
         http_timeout,
+        userinfo,
+        introspection_cache_ttl,
         idp_ca_pem,
         session_storage,
         memory_max_bytes,
@@ -269,9 +265,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         session_idling_timeout,
         session_absolute_timeout,
         refresh_margin,
-        upstream_access_token_header,
-        upstream_id_token_header,
-        upstream_claim_headers,
+        policies,
         trust_forwarded_headers,
         allowed_hosts,
         logout_path,

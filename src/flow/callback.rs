@@ -103,11 +103,19 @@ impl Flow {
             .await
             .map_err(Error::CodeExchange)?;
         let id_token = tokens.id_token.ok_or(Error::MissingIdToken)?;
-        let claims = self
+        let mut claims = self
             .provider
             .verify_id_token(&id_token, Some(&pending.nonce), Some(&tokens.access_token))
             .await
             .map_err(Error::InvalidIdToken)?;
+        if self.config.userinfo {
+            let userinfo = self
+                .provider
+                .userinfo(&tokens.access_token, &claims.subject)
+                .await
+                .map_err(Error::Userinfo)?;
+            crate::oidc::userinfo::merge(&mut claims.claims, userinfo);
+        }
 
         let now = self.clock.now_unix();
         let record = SessionRecord {
@@ -122,12 +130,16 @@ impl Flow {
             access_token_expires_at: tokens.expires_in.map_or(0, |s| now + s as i64),
             created_at: now,
             last_active_at: now,
-            claims: super::session::header_claims(&self.config, &claims.claims),
+            claims: super::upstream::header_claims(&self.config, &claims.claims),
+            claims_json: super::upstream::claims_json(&claims.claims),
         };
-        missing_claims::warn_once_per_missing_claim(
-            &self.config.upstream_claim_headers,
-            &record.claims,
-        );
+        let configured: Vec<(String, String)> = self
+            .config
+            .policies
+            .iter()
+            .flat_map(|policy| policy.upstream.claims.iter().cloned())
+            .collect();
+        missing_claims::warn_once_per_missing_claim(&configured, &record.claims);
         let id = SessionId::random()?;
         self.sessions
             .create(

@@ -32,6 +32,8 @@ pub enum Decision {
         /// `post`, or `get` when `logout_methods` has no POST.
         method: &'static str,
     },
+    /// 403 for someone authenticated whom the policy's rules refuse.
+    Forbidden(Forbidden),
     /// Answer the client ourselves with this status and a short page.
     Deny {
         status: u16,
@@ -39,6 +41,18 @@ pub enum Decision {
         headers: Vec<(String, String)>,
         set_cookies: Vec<String>,
     },
+}
+
+/// Who was refused, and how to tell them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Forbidden {
+    /// The identity's name for the page (`email`, `preferred_username`, ...), unescaped.
+    pub signed_in_as: String,
+    /// Offered as a way to sign in as someone else.
+    pub logout_path: Option<String>,
+    /// A page for a person's browser; otherwise JSON and an `insufficient_scope` challenge.
+    pub for_browser: bool,
+    pub set_cookies: Vec<String>,
 }
 
 fn cookie_names(set_cookies: &[String]) -> Vec<&str> {
@@ -81,6 +95,11 @@ impl std::fmt::Debug for Decision {
                 .debug_struct("ConfirmLogout")
                 .field("action", action)
                 .field("method", method)
+                .finish(),
+            Decision::Forbidden(forbidden) => f
+                .debug_struct("Forbidden")
+                .field("for_browser", &forbidden.for_browser)
+                .field("set_cookies", &cookie_names(&forbidden.set_cookies))
                 .finish(),
             Decision::Deny {
                 status,

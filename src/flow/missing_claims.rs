@@ -1,7 +1,8 @@
 //! The warning for a configured claim (`upstream_headers_claims`) that the ID token did not carry
 //! at login: its header then stays empty, which looks like a bug in the upstream unless someone
 //! says why. Many IdPs keep profile claims out of the ID token unless told otherwise (OIDC Core
-//! allows them in userinfo only), and oidc-authz reads claims from the ID token alone.
+//! allows them in userinfo only), and oidc-authz reads claims from the ID token (and from userinfo
+//! only with `userinfo: true`).
 //!
 //! One warning per claim name per process, not per login: the cause is the IdP's configuration,
 //! and a warning per request would drown the log. Claim names come from our config, so they may be
@@ -27,8 +28,8 @@ pub(super) fn warn_once_per_missing_claim(
             claim = %claim,
             header = %header,
             "the ID token has no `{claim}` claim, so `{header}` stays empty: oidc-authz reads \
-             claims from the ID token only, never from userinfo. Have the IdP put it in the ID \
-             token (Keycloak: the client scope mapper's \"Add to ID token\"; LemonLDAP::NG: the \
+             claims from the ID token, and from userinfo only with `userinfo: true`. Turn that \
+             on, or have the IdP put it in the ID token (Keycloak: the client scope mapper's \"Add to ID token\"; LemonLDAP::NG: the \
              relying party's IDTokenForceClaims) and check the requested scopes. Warned once per \
              claim until restart"
         );

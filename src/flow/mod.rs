@@ -1,9 +1,12 @@
 //! The login flow's decision tree, one Check at a time. `Flow::check` routes a request to the step
 //! that owns it: the callback (`callback`), logout (`logout`, `backchannel`, `frontchannel`), or
-//! the session check (`session`), which falls back to starting a login (`login`). IO sits behind `SessionStore` and
+//! the route's policy (`access`): a bearer token or the session (`session`) and the policy's
+//! rules, else an anonymous pass, a new login (`login`) or 401; `upstream` sets the headers of an
+//! allowed request. IO sits behind `SessionStore` and
 //! `IdentityProvider`, time behind `Clock`, so every branch runs in unit tests. Knows nothing of
 //! Envoy's protos (`authz` translates).
 
+mod access;
 mod backchannel;
 mod callback;
 pub mod cookies;
@@ -17,10 +20,11 @@ mod refresh;
 mod refresh_backoff;
 pub mod request;
 mod session;
+mod upstream;
 
 use std::sync::Arc;
 
-pub use decision::{Decision, UpstreamHeader};
+pub use decision::{Decision, Forbidden, UpstreamHeader};
 pub use request::RequestView;
 
 use crate::clock::Clock;
@@ -29,6 +33,7 @@ use crate::crypto::KeyRing;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::oidc::IdentityProvider;
+use crate::policy::Policy;
 use crate::session::Sessions;
 use cookies::CookieJar;
 
@@ -101,6 +106,11 @@ impl Flow {
         .collect()
     }
 
+    /// Every configured policy (the same for every provider).
+    pub fn policies(&self) -> &crate::policy::Policies {
+        &self.config.policies
+    }
+
     pub fn sessions(&self) -> &Sessions {
         &self.sessions
     }
@@ -109,11 +119,26 @@ impl Flow {
         &self.provider
     }
 
-    /// Decides one request. A host outside `allowed_hosts` is refused before anything can build a
-    /// redirect URI from it; the back-channel logout path is exempt (the IdP calls it server to
-    /// server, under whatever name it was registered with, and nothing there is built from it).
-    /// The front-channel logout path is not: the browser loads it under a public name of the app.
+    /// Decides one request under the policy its route names (`RequestView::policy_name`; none:
+    /// `default`). A name we do not know is an error (fail closed): guessing could let the wrong
+    /// people in.
     pub async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
+        let policy = self
+            .config
+            .policies
+            .select(request.policy_name.as_deref())?;
+        self.check_policy(request, policy).await
+    }
+
+    /// Decides one request under `policy`. A host outside `allowed_hosts` is refused before
+    /// anything can build a redirect URI from it; the back-channel logout path is exempt (the IdP
+    /// calls it server to server, under whatever name it was registered with, and nothing there
+    /// is built from it). The callback and logout paths are the same for every policy.
+    pub async fn check_policy(
+        &self,
+        request: &RequestView,
+        policy: &Policy,
+    ) -> Result<Decision, Error> {
         let jar = CookieJar::for_request(&self.config, &self.cookie_names, request);
         let path = request.path.as_str();
         let is_backchannel = self.config.backchannel_logout_path.as_deref() == Some(path);
@@ -132,7 +157,7 @@ impl Flow {
         if self.config.frontchannel_logout_path.as_deref() == Some(path) {
             return self.frontchannel_logout(request).await;
         }
-        self.check_session(request, &jar).await
+        self.authorize(request, &jar, policy).await
     }
 }
 

@@ -36,11 +36,12 @@ pub(super) fn refresh_lock_ttl(http_timeout: Duration) -> Duration {
 }
 
 pub(super) enum Refreshed {
-    Fresh(SessionRecord),
+    /// Boxed: a record is large, and `Ended` is common.
+    Fresh(Box<SessionRecord>),
     /// Not refreshed, but the access token has not expired: use the record as it is, and write
     /// nothing back (a refresh may be writing it). The IdP is unreachable (or was, less than
     /// `refresh_backoff::RETRY_AFTER` ago), or another Check's refresh is still running.
-    StillValid(SessionRecord),
+    StillValid(Box<SessionRecord>),
     /// The session is over (refresh refused, no refresh token and the token expired, or logged
     /// out meanwhile); it has been deleted.
     Ended,
@@ -77,12 +78,12 @@ impl Flow {
                 return Ok(Refreshed::Ended);
             }
             // Still valid for a moment, and nothing to refresh with: use it until it expires.
-            return Ok(Refreshed::Fresh(record));
+            return Ok(Refreshed::Fresh(Box::new(record)));
         }
         if !lifetime::access_token_expired(&record, now) && self.refresh_backoff.is_waiting(id, now)
         {
             self.metrics.record_stale_token_allow();
-            return Ok(Refreshed::StillValid(record));
+            return Ok(Refreshed::StillValid(Box::new(record)));
         }
         let holder = random_bytes::<16>()?.to_vec();
         let lock_ttl = refresh_lock_ttl(self.config.http_timeout);
@@ -107,13 +108,13 @@ impl Flow {
             // Someone else is refreshing. A token that is still valid needs no waiting for them
             // (their refresh may hang on the IdP for `http_timeout`); an expired one does.
             if !lifetime::access_token_expired(&record, self.clock.now_unix()) {
-                return Ok(Refreshed::StillValid(record));
+                return Ok(Refreshed::StillValid(Box::new(record)));
             }
             tokio::time::sleep(POLL_INTERVAL).await;
             match self.sessions.load(id).await? {
                 None => return Ok(Refreshed::Ended),
                 Some(loaded) if loaded.record.access_token != record.access_token => {
-                    return Ok(Refreshed::Fresh(loaded.record));
+                    return Ok(Refreshed::Fresh(Box::new(loaded.record)));
                 }
                 Some(loaded) => record = loaded.record,
             }
@@ -140,7 +141,7 @@ impl Flow {
         if let Some(suppressed) = self.refresh_logs.idp_unreachable.admit() {
             tracing::warn!(%error, suppressed, "IdP unreachable during a refresh; using the still-valid access token until it expires");
         }
-        Refreshed::StillValid(record)
+        Refreshed::StillValid(Box::new(record))
     }
 
     /// Takes the lock and refreshes in a task of its own, which runs to the end even if this
@@ -222,7 +223,7 @@ impl Refresher {
         if lifetime::needs_refresh(&loaded.record, self.clock.now_unix(), &self.config) {
             self.refresh_now(id, loaded.record).await
         } else {
-            Ok(Refreshed::Fresh(loaded.record))
+            Ok(Refreshed::Fresh(Box::new(loaded.record)))
         }
     }
 
@@ -258,7 +259,7 @@ impl Refresher {
             {
                 Ok(claims) if claims.subject == record.subject => {
                     record.id_token = id_token.expose().to_owned();
-                    record.claims = super::session::header_claims(&self.config, &claims.claims);
+                    set_claims(&self.config, &mut record, &claims.claims);
                 }
                 Ok(_) | Err(_) => {
                     tracing::warn!(subject = %record.subject, "refreshed ID token is invalid or for another subject; session ended");
@@ -267,6 +268,10 @@ impl Refresher {
                     return Ok(Refreshed::Ended);
                 }
             }
+        }
+        if self.config.userinfo {
+            self.refresh_userinfo(&mut record, &tokens.access_token)
+                .await;
         }
         let now = self.clock.now_unix();
         record.access_token = tokens.access_token.expose().to_owned();
@@ -283,6 +288,35 @@ impl Refresher {
         }
         tracing::debug!(subject = %record.subject, "access token refreshed");
         self.metrics.record_refresh(RefreshOutcome::Refreshed);
-        Ok(Refreshed::Fresh(record))
+        Ok(Refreshed::Fresh(Box::new(record)))
     }
+}
+
+impl Refresher {
+    /// Merges the userinfo endpoint's current claims into the record's (the new ID token's, when
+    /// the refresh brought one). A failure is logged and leaves those as they are: the IdP has
+    /// already rotated the refresh token, so the refresh must be stored. With a new ID token that
+    /// means without userinfo's claims until the next refresh (rules on them fail: closed).
+    async fn refresh_userinfo(&self, record: &mut SessionRecord, access_token: &Secret) {
+        match self.provider.userinfo(access_token, &record.subject).await {
+            Ok(userinfo) => {
+                let mut claims = super::upstream::session_claims(record);
+                crate::oidc::userinfo::merge(&mut claims, userinfo);
+                set_claims(&self.config, record, &claims);
+            }
+            Err(error) => {
+                tracing::warn!(subject = %record.subject, %error, "userinfo not refreshed");
+            }
+        }
+    }
+}
+
+/// The record's claims (`claims_json`, and the older `claims` of header values).
+fn set_claims(
+    config: &crate::config::Config,
+    record: &mut SessionRecord,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) {
+    record.claims = super::upstream::header_claims(config, claims);
+    record.claims_json = super::upstream::claims_json(claims);
 }

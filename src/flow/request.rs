@@ -17,6 +17,9 @@ pub struct RequestView {
     /// Header names in lower case.
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
+    /// The policy Envoy named for this route (`context_extensions: { policy: NAME }`); `None`
+    /// when the route names none (the `default` policy).
+    pub policy_name: Option<String>,
 }
 
 impl std::fmt::Debug for RequestView {
@@ -31,6 +34,7 @@ impl std::fmt::Debug for RequestView {
             .field("query", &"[redacted]")
             .field("header_names", &header_names)
             .field("body_bytes", &self.body.len())
+            .field("policy_name", &self.policy_name)
             .finish()
     }
 }
@@ -81,6 +85,13 @@ impl RequestView {
             })
             .collect();
         (!kept.is_empty()).then(|| kept.join("; "))
+    }
+
+    /// The token of an `Authorization: Bearer` header (scheme case-insensitive), if any.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let (scheme, token) = self.header("authorization")?.trim().split_once(' ')?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
     }
 
     /// A person's browser loading a page, as opposed to a script or an API client: those get 401

@@ -1,14 +1,12 @@
 //! Step 3: a request with a session cookie. Verify the cookie, load the session (one store read),
-//! enforce the timeouts, refresh the access token when due, and let the request through with the
-//! token injected. Anything missing or invalid falls back to a new login.
+//! enforce the timeouts, refresh the access token when due. What happens next (allow, 403, a new
+//! login) is the policy's call (`access.rs`).
 
 use super::cookies::{CookieJar, CookieKind};
 use super::refresh::Refreshed;
-use super::{Decision, Flow, RequestView, UpstreamHeader, lifetime};
-use crate::config;
+use super::{Flow, RequestView, lifetime};
 use crate::crypto::cookie::{self, CookiePurpose};
 use crate::error::Error;
-use crate::secret::Secret;
 use crate::session::{LoadedSession, SessionId, SessionRecord};
 
 /// A session found from the request's cookie.
@@ -16,6 +14,18 @@ pub(super) struct FoundSession {
     pub id: SessionId,
     pub loaded: LoadedSession,
     pub cookie_signed_by_old_key: bool,
+}
+
+/// What the session cookie amounts to.
+pub(super) enum SessionCheck {
+    /// A live session; `set_cookies` re-signs a cookie signed by an old key.
+    Valid {
+        /// Boxed: a record is large, and `Missing` is common.
+        record: Box<SessionRecord>,
+        set_cookies: Vec<String>,
+    },
+    /// No session: none sent, or one that led nowhere, timed out or ended (`set_cookies` clears it).
+    Missing { set_cookies: Vec<String> },
 }
 
 impl Flow {
@@ -53,19 +63,23 @@ impl Flow {
             .is_some_and(|found| !lifetime::is_expired(&found.loaded.record, now, &self.config)))
     }
 
-    pub(super) async fn check_session(
+    /// The request's session, timeouts enforced, refreshed when due, activity written when due.
+    pub(super) async fn current_session(
         &self,
         request: &RequestView,
         jar: &CookieJar<'_>,
-    ) -> Result<Decision, Error> {
+    ) -> Result<SessionCheck, Error> {
+        let cleared = || SessionCheck::Missing {
+            set_cookies: vec![jar.clear(CookieKind::Session)],
+        };
         let Some(found) = self.find_session(request, jar).await? else {
             // A cookie that led nowhere (tampered, expired, old key removed) is cleared.
-            let clear = if !jar.values(request, CookieKind::Session).is_empty() {
-                vec![jar.clear(CookieKind::Session)]
-            } else {
-                Vec::new()
-            };
-            return self.start_login(request, jar, clear).await;
+            if jar.values(request, CookieKind::Session).is_empty() {
+                return Ok(SessionCheck::Missing {
+                    set_cookies: Vec::new(),
+                });
+            }
+            return Ok(cleared());
         };
         let FoundSession {
             id,
@@ -77,25 +91,22 @@ impl Flow {
         if lifetime::is_expired(&record, now, &self.config) {
             self.sessions.end(&id, &record).await?;
             tracing::info!(subject = %record.subject, "session timed out");
-            return self
-                .start_login(request, jar, vec![jar.clear(CookieKind::Session)])
-                .await;
+            return Ok(cleared());
         }
 
         let mut write_back =
             loaded.sealed_by_old_key || lifetime::activity_due(&record, now, &self.config);
         if lifetime::needs_refresh(&record, now, &self.config) {
             match self.refresh_session(&id, record).await? {
-                Refreshed::Fresh(fresh) => record = fresh,
+                Refreshed::Fresh(fresh) => record = *fresh,
                 Refreshed::StillValid(current) => {
                     // Not written back: a refresh may be writing the record (rotated tokens) now.
-                    return Ok(self.allow(request, jar, &current, Vec::new()));
+                    return Ok(SessionCheck::Valid {
+                        record: current,
+                        set_cookies: Vec::new(),
+                    });
                 }
-                Refreshed::Ended => {
-                    return self
-                        .start_login(request, jar, vec![jar.clear(CookieKind::Session)])
-                        .await;
-                }
+                Refreshed::Ended => return Ok(cleared()),
             }
             // The refresh wrote the record; only activity newer than that needs writing.
             write_back = loaded.sealed_by_old_key;
@@ -106,9 +117,7 @@ impl Flow {
             if !self.sessions.update(&id, &record, ttl).await? {
                 // Logged out since we read it: the logout stands.
                 tracing::info!(subject = %record.subject, "session ended while in use");
-                return self
-                    .start_login(request, jar, vec![jar.clear(CookieKind::Session)])
-                    .await;
+                return Ok(cleared());
             }
         }
 
@@ -121,82 +130,9 @@ impl Flow {
                 self.config.session_absolute_timeout,
             ));
         }
-        Ok(self.allow(request, jar, &record, set_cookies))
-    }
-
-    /// Lets the request through with our headers set and any client copy of them replaced, and
-    /// our own cookies (bearer credentials for this service, useless upstream) taken out.
-    fn allow(
-        &self,
-        request: &RequestView,
-        jar: &CookieJar<'_>,
-        record: &SessionRecord,
-        set_cookies: Vec<String>,
-    ) -> Decision {
-        let mut set_upstream_headers = Vec::new();
-        let mut remove_upstream_headers = Vec::new();
-        match request.cookie_header_without(jar.all_names()) {
-            Some(cookie) => set_upstream_headers.push(UpstreamHeader {
-                name: "cookie".into(),
-                value: Secret::new(cookie),
-            }),
-            None => remove_upstream_headers.push("cookie".into()),
-        }
-        let mut inject = |header: &Option<config::UpstreamHeader>, token: &str| {
-            let Some(header) = header else { return };
-            if token.is_empty() {
-                remove_upstream_headers.push(header.name.clone());
-                return;
-            }
-            let value = match &header.scheme {
-                Some(scheme) => format!("{scheme} {token}"),
-                None => token.to_owned(),
-            };
-            set_upstream_headers.push(UpstreamHeader {
-                name: header.name.clone(),
-                value: Secret::new(value),
-            });
-        };
-        inject(
-            &self.config.upstream_access_token_header,
-            &record.access_token,
-        );
-        inject(&self.config.upstream_id_token_header, &record.id_token);
-        // Claim headers: ours, or none at all; never a copy the client sent.
-        for (claim, header) in &self.config.upstream_claim_headers {
-            match record.claims.get(claim) {
-                Some(value) => set_upstream_headers.push(UpstreamHeader {
-                    name: header.clone(),
-                    value: Secret::new(value.clone()),
-                }),
-                None => remove_upstream_headers.push(header.clone()),
-            }
-        }
-        Decision::Allow {
-            set_upstream_headers,
-            remove_upstream_headers,
+        Ok(SessionCheck::Valid {
+            record: Box::new(record),
             set_cookies,
-        }
-    }
-}
-
-/// The configured claims (`upstream_headers_claims`) as header-safe text: strings as they are,
-/// other JSON values (numbers, lists) as JSON, control characters dropped.
-pub(super) fn header_claims(
-    config: &config::Config,
-    claims: &serde_json::Map<String, serde_json::Value>,
-) -> std::collections::HashMap<String, String> {
-    config
-        .upstream_claim_headers
-        .iter()
-        .filter_map(|(claim, _)| {
-            let text = match claims.get(claim)? {
-                serde_json::Value::Null => return None,
-                serde_json::Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            let text: String = text.chars().filter(|c| !c.is_control()).collect();
-            Some((claim.clone(), text))
         })
-        .collect()
+    }
 }

@@ -20,6 +20,9 @@ pub struct DiscoveryExtras {
     pub end_session_endpoint: Option<EndSessionUrl>,
     #[serde(default)]
     pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// RFC 8414 / RFC 7662: where opaque access tokens are introspected.
+    #[serde(default)]
+    pub introspection_endpoint: Option<Url>,
 }
 
 impl AdditionalProviderMetadata for DiscoveryExtras {}
@@ -77,6 +80,16 @@ impl ProviderMetadata {
 
     pub fn end_session_endpoint(&self) -> Option<&Url> {
         self.extras().end_session_endpoint.as_ref().map(|e| e.url())
+    }
+
+    pub fn userinfo_endpoint(&self) -> Option<&Url> {
+        self.document
+            .userinfo_endpoint()
+            .map(|endpoint| endpoint.url())
+    }
+
+    pub fn introspection_endpoint(&self) -> Option<&Url> {
+        self.extras().introspection_endpoint.as_ref()
     }
 
     pub fn supports_pkce_s256(&self) -> bool {

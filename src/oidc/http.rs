@@ -62,13 +62,23 @@ impl IdpHttpClient {
 
     /// GETs a JSON document (discovery, JWKS); anything but 2xx is an error.
     pub async fn get_json(&self, url: &Url) -> Result<JsonDocument, HttpError> {
-        let response = self
+        self.get_json_as(url, None).await
+    }
+
+    /// GETs a JSON document with `Authorization: Bearer <token>` (userinfo).
+    pub async fn get_json_as(
+        &self,
+        url: &Url,
+        bearer_token: Option<&str>,
+    ) -> Result<JsonDocument, HttpError> {
+        let mut request = self
             .inner
             .get(url.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(transport_error)?;
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(token) = bearer_token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         if !status.is_success() {
             return Err(HttpError::UnexpectedStatus(status.as_u16()));
@@ -82,6 +92,38 @@ impl IdpHttpClient {
             body: read_capped(response).await?,
             cache_control,
         })
+    }
+
+    /// POSTs a form (token introspection) and returns the 2xx body; a 5xx is `ServerError`, any
+    /// other status `UnexpectedStatus`. `basic_auth` is an `Authorization: Basic` value's
+    /// credentials, already form-encoded as RFC 6749 section 2.3.1 wants.
+    pub async fn post_form(
+        &self,
+        url: &Url,
+        form: String,
+        basic_auth: Option<(String, String)>,
+    ) -> Result<Vec<u8>, HttpError> {
+        let mut request = self
+            .inner
+            .post(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form);
+        if let Some((user, password)) = basic_auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(HttpError::ServerError(status.as_u16()));
+        }
+        if !status.is_success() {
+            return Err(HttpError::UnexpectedStatus(status.as_u16()));
+        }
+        read_capped(response).await
     }
 
     /// Sends a request built by the openidconnect crate. A 5xx becomes `ServerError` here, so the

@@ -58,6 +58,13 @@ pub(crate) enum Audience {
 }
 
 impl Audience {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        match self {
+            Audience::One(one) => one.clone().into(),
+            Audience::Many(many) => many.clone().into(),
+        }
+    }
+
     pub(crate) fn values(&self) -> Vec<&str> {
         match self {
             Audience::One(one) => vec![one.as_str()],
@@ -93,7 +100,8 @@ pub struct IdTokenClaims {
     pub subject: String,
     pub idp_session_id: Option<String>,
     pub expires_at: i64,
-    /// The claims not named above, plus `sub` and `sid`, as the IdP sent them.
+    /// The claims not named above, plus `sub`, `sid`, `iss` and `aud`, as the IdP sent them (for
+    /// policy rules and claim headers).
     pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -165,6 +173,8 @@ pub fn verify(
     check_claims_beyond_the_crate(&claims, expect)?;
     let mut other = claims.other;
     other.insert("sub".into(), claims.sub.clone().into());
+    other.insert("iss".into(), claims.iss.clone().into());
+    other.insert("aud".into(), claims.aud.to_json());
     if let Some(sid) = &claims.sid {
         other.insert("sid".into(), sid.clone().into());
     }

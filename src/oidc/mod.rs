@@ -1,28 +1,34 @@
 //! The OpenID Provider side, on the openidconnect crate: discovery (`discovery`), the
 //! authorization request (`authorize`), the token endpoint (`token`), ID-token validation
-//! (`id_token`), the JWKS cache (`jwks`), back-channel logout tokens (`logout_token`, on
+//! (`id_token`), bearer access tokens (`access_token`, and `introspection` for opaque ones), the userinfo
+//! endpoint (`userinfo`), the JWKS cache (`jwks`), back-channel logout tokens (`logout_token`, on
 //! jsonwebtoken: the crate does not model them) and the capped HTTP client (`http`), tied together
 //! by `Provider`, the real `IdentityProvider`. Knows nothing of Envoy or sessions.
 
+pub mod access_token;
 pub mod at_hash;
 pub mod authorize;
 pub mod discovery;
 pub mod end_session;
 pub mod http;
 pub mod id_token;
+pub mod introspection;
 pub mod jwks;
 pub mod logout_token;
 pub mod provider;
 pub mod token;
+pub mod userinfo;
 
 use async_trait::async_trait;
 
+pub use access_token::AccessTokenError;
 pub use authorize::{AuthorizationRequest, authorization_url};
 pub use discovery::ProviderMetadata;
 pub use id_token::{IdTokenClaims, IdTokenError};
 pub use logout_token::LogoutClaims;
 pub use provider::Provider;
 pub use token::{TokenError, TokenSet};
+pub use userinfo::UserinfoError;
 
 use crate::secret::Secret;
 
@@ -59,6 +65,35 @@ pub trait IdentityProvider: Send + Sync + 'static {
         expected_nonce: Option<&str>,
         access_token: Option<&Secret>,
     ) -> Result<IdTokenClaims, IdTokenError>;
+
+    /// Validates a JWT access token presented as `Authorization: Bearer` (see `access_token`) and
+    /// returns its claims. The default refuses every token: an IdP that cannot check them.
+    async fn verify_access_token(
+        &self,
+        _access_token: &Secret,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, AccessTokenError> {
+        Err(AccessTokenError::UnknownKey)
+    }
+
+    /// Asks the IdP about an opaque access token (RFC 7662), through a short-lived cache, and
+    /// returns what it says the token carries. The default: no introspection, every token refused.
+    async fn introspect(
+        &self,
+        _access_token: &Secret,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, AccessTokenError> {
+        Err(AccessTokenError::IntrospectionUnavailable(
+            "this IdP client cannot introspect".into(),
+        ))
+    }
+
+    /// The userinfo endpoint's claims for the holder of `access_token`, who must be `subject`.
+    async fn userinfo(
+        &self,
+        _access_token: &Secret,
+        _subject: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, UserinfoError> {
+        Err(UserinfoError::NoEndpoint)
+    }
 
     /// Validates a back-channel logout token; the error text says why it was refused.
     async fn verify_logout_token(&self, logout_token: &Secret) -> Result<LogoutClaims, String>;

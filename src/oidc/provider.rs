@@ -16,9 +16,11 @@ use openidconnect::{
 };
 use url::Url;
 
+use super::access_token::{self, AccessTokenError};
 use super::discovery::{self, DiscoveryError, ProviderMetadata};
 use super::http::{HttpError, IdpHttpClient, JsonDocument};
 use super::id_token::{self, Expectations, IdTokenClaims, IdTokenError};
+use super::introspection::{self, Introspected, IntrospectionCache};
 use super::jwks::{self, FetchedKeys, JwksCache};
 
 /// JWKS fetches failed in a row before discovery is run again.
@@ -38,6 +40,7 @@ pub fn next_discovery_backoff(current: Duration) -> Duration {
 }
 use super::logout_token::{self, LogoutClaims, RawLogoutClaims};
 use super::token::{self, RelyingPartyClient, TokenError, TokenSet};
+use super::userinfo::{self, UserinfoError};
 use super::{IdentityProvider, at_hash};
 use crate::clock::Clock;
 use crate::config::ClientAuth;
@@ -78,6 +81,8 @@ pub struct Provider {
     http: IdpHttpClient,
     clock: Arc<dyn Clock>,
     discovered: RwLock<Option<Arc<Discovered>>>,
+    /// Answers of the introspection endpoint, by token hash.
+    introspection_cache: IntrospectionCache,
     /// When discovery was last re-run because the key set could not be fetched.
     last_rediscovery: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Woken by a login that found the IdP undiscovered: the discovery loop retries at once
@@ -94,6 +99,8 @@ pub struct ProviderSettings {
     pub leeway: Duration,
     pub http_timeout: Duration,
     pub ca_pem: Option<String>,
+    /// How long an introspection answer is reused at most (0: never).
+    pub introspection_cache_ttl: Duration,
 }
 
 impl ProviderSettings {
@@ -109,6 +116,7 @@ impl ProviderSettings {
             leeway: config.leeway,
             http_timeout: config.http_timeout,
             ca_pem: config.idp_ca_pem.clone(),
+            introspection_cache_ttl: config.introspection_cache_ttl,
         }
     }
 }
@@ -128,6 +136,10 @@ impl Provider {
             http,
             clock,
             discovered: RwLock::new(None),
+            introspection_cache: IntrospectionCache::new(
+                settings.introspection_cache_ttl.as_secs() as i64,
+                introspection::MAX_CACHED_ANSWERS,
+            ),
             last_rediscovery: std::sync::Mutex::new(None),
             discovery_wanted: tokio::sync::Notify::new(),
             last_discovery_error: std::sync::Mutex::new(None),
@@ -256,6 +268,36 @@ impl Provider {
         }
     }
 
+    /// One introspection request (RFC 7662 section 2.1), the client authenticated as at the
+    /// token endpoint (RFC 6749 section 2.3.1: Basic credentials are form-encoded first).
+    async fn ask_introspection_endpoint(
+        &self,
+        discovered: &Discovered,
+        access_token: &Secret,
+    ) -> Result<Introspected, AccessTokenError> {
+        let unavailable = AccessTokenError::IntrospectionUnavailable;
+        let endpoint = discovered
+            .metadata
+            .introspection_endpoint()
+            .ok_or_else(|| {
+                unavailable("the discovery document has no introspection_endpoint".into())
+            })?;
+        // Built before any `.await`: the serializer is not `Send`.
+        let (form, basic_auth) = introspection_request(
+            access_token.expose(),
+            &self.client.client_id,
+            self.client.client_secret.expose(),
+            self.client.auth,
+        );
+        let body = self
+            .http
+            .post_form(endpoint, form, basic_auth)
+            .await
+            .map_err(|error| unavailable(format!("POST introspection_endpoint: {error}")))?;
+        introspection::parse(&body, self.clock.now_unix(), self.leeway_seconds)
+            .map_err(|error| unavailable(error.to_string()))
+    }
+
     fn discovered(&self) -> Option<Arc<Discovered>> {
         self.discovered
             .read()
@@ -359,6 +401,76 @@ impl IdentityProvider for Provider {
         Ok(claims)
     }
 
+    async fn verify_access_token(
+        &self,
+        access_token: &Secret,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, AccessTokenError> {
+        let discovered = self
+            .discovered()
+            .ok_or(AccessTokenError::ProviderNotReady)?;
+        let expect = access_token::Expectations {
+            issuer: discovered.metadata.issuer(),
+            allowed_algorithms: &self.allowed_algorithms,
+            leeway_seconds: self.leeway_seconds,
+            now_unix: self.clock.now_unix(),
+        };
+        let token = access_token.expose();
+        // `with_keys` speaks `IdTokenError` (its header check, and `UnknownKey` to refetch the
+        // key set once); the access token's own verdict travels inside its `Ok`.
+        let verified = self
+            .with_keys(&discovered, token, |keys| {
+                match access_token::verify(token, keys, &expect) {
+                    Err(AccessTokenError::UnknownKey) => Err(IdTokenError::UnknownKey),
+                    other => Ok(other),
+                }
+            })
+            .await;
+        verified.unwrap_or_else(|error| Err(error.into()))
+    }
+
+    async fn introspect(
+        &self,
+        access_token: &Secret,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, AccessTokenError> {
+        let discovered = self
+            .discovered()
+            .ok_or(AccessTokenError::ProviderNotReady)?;
+        let key = introspection::token_hash(access_token.expose());
+        let now = self.clock.now_unix();
+        let answer = match self.introspection_cache.get(&key, now) {
+            Some(answer) => answer,
+            None => {
+                let answer = self
+                    .ask_introspection_endpoint(&discovered, access_token)
+                    .await?;
+                self.introspection_cache.put(key, answer.clone(), now);
+                answer
+            }
+        };
+        match answer {
+            Introspected::Active(members) => Ok((*members).clone()),
+            Introspected::Inactive => Err(AccessTokenError::Inactive),
+        }
+    }
+
+    async fn userinfo(
+        &self,
+        access_token: &Secret,
+        subject: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, UserinfoError> {
+        let discovered = self.discovered().ok_or(UserinfoError::ProviderNotReady)?;
+        let endpoint = discovered
+            .metadata
+            .userinfo_endpoint()
+            .ok_or(UserinfoError::NoEndpoint)?;
+        let document = self
+            .http
+            .get_json_as(endpoint, Some(access_token.expose()))
+            .await
+            .map_err(|error| UserinfoError::Unavailable(error.to_string()))?;
+        userinfo::parse(&document.body, subject)
+    }
+
     async fn verify_logout_token(&self, logout_token: &Secret) -> Result<LogoutClaims, String> {
         let discovered = self
             .discovered()
@@ -413,5 +525,52 @@ impl Provider {
         };
         self.rediscover_if_failing(discovered).await;
         outcome
+    }
+}
+
+/// The form and Basic credentials of an introspection request (RFC 6749 section 2.3.1: Basic
+/// credentials are form-encoded first; `client_secret_post` puts them in the form).
+fn introspection_request(
+    token: &str,
+    client_id: &str,
+    client_secret: &str,
+    auth: ClientAuth,
+) -> (String, Option<(String, String)>) {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("token", token)
+        .append_pair("token_type_hint", "access_token");
+    let encode = |text: &str| form_urlencoded::byte_serialize(text.as_bytes()).collect();
+    let basic_auth = match auth {
+        ClientAuth::ClientSecretBasic => Some((encode(client_id), encode(client_secret))),
+        ClientAuth::ClientSecretPost => {
+            form.append_pair("client_id", client_id)
+                .append_pair("client_secret", client_secret);
+            None
+        }
+    };
+    (form.finish(), basic_auth)
+}
+
+#[cfg(test)]
+mod introspection_request_tests {
+    use super::*;
+
+    #[test]
+    fn the_client_authenticates_as_at_the_token_endpoint() {
+        let (form, basic) = introspection_request(
+            "tok+en",
+            "my client",
+            "s:e&cret",
+            ClientAuth::ClientSecretBasic,
+        );
+        assert_eq!(form, "token=tok%2Ben&token_type_hint=access_token");
+        assert_eq!(basic, Some(("my+client".into(), "s%3Ae%26cret".into())));
+        let (form, basic) =
+            introspection_request("t", "my client", "s&", ClientAuth::ClientSecretPost);
+        assert_eq!(
+            form,
+            "token=t&token_type_hint=access_token&client_id=my+client&client_secret=s%26"
+        );
+        assert_eq!(basic, None);
     }
 }

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { ROOT, bins, envoyConfigFor, toYaml, CLIENT_FOR_AUTH } from './stack.mjs';
+import { ROOT, bins, envoyConfigFor, toYaml, CLIENT_FOR_AUTH, POLICIES } from './stack.mjs';
 
 const ENVOY_YAML = path.join(ROOT, 'envoy', 'envoy.yaml');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'oidc-authz-e2e-config-'));
@@ -45,6 +45,7 @@ test('oidc-authz --check-config accepts the configs the harness generates, refus
     redirect_uri: '/callback',
     session_cookie_secure: 'always',
     session_secret: 'x'.repeat(48),
+    policies: POLICIES,
   };
   const variants = [
     { ...base, ...CLIENT_FOR_AUTH.client_secret_basic, client_auth: 'client_secret_basic', response_mode: 'form_post', pkce: 'auto', session_storage: 'memory' },

@@ -23,7 +23,8 @@ import Provider from 'oidc-provider';
 export const USERS = {
   alice: {
     password: 'wonderland',
-    claims: { sub: 'alice', name: 'Alice Liddell', email: 'alice@example.test', email_verified: true },
+    // groups: for the policies of envoy/envoy.yaml's routes (/staff/ yes, /admin/ no).
+    claims: { sub: 'alice', name: 'Alice Liddell', email: 'alice@example.test', email_verified: true, groups: ['staff'] },
   },
 };
 export const CLIENTS = {
@@ -141,7 +142,7 @@ export async function startIdp(opts = {}) {
     cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
     claims: {
       openid: ['sub'],
-      profile: ['name'],
+      profile: ['name', 'groups'],
       email: ['email', 'email_verified'],
     },
     // Profile claims go into the ID token: the userinfo endpoint refuses the JWT access tokens.

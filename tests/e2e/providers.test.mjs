@@ -1,6 +1,7 @@
 // Scenario: two apps on one gateway. Two providers (two clients at the test IdP: `envoy` for the
-// top-level `default` provider, `envoy-post` for provider `b`), two Envoy routes each choosing its
-// provider with the ext_authz per-route `context_extensions: { provider: ... }`. A login on one
+// top-level `default` provider, `envoy-post` for provider `b`), two Envoy routes each naming a
+// policy (`context_extensions: { policy: ... }`): `default`, and `app-b` whose `provider:` is `b`.
+// A login on one
 // does not log in on the other, and a session cookie of one is worth nothing on the other's route.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,7 +25,7 @@ const ROUTES = `
                   envoy.filters.http.ext_authz:
                     "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
                     check_settings:
-                      context_extensions: { provider: b }
+                      context_extensions: { policy: app-b }
 `;
 
 const OPTS = {
@@ -40,6 +41,7 @@ const OPTS = {
         logout_path: '/b/logout',
       },
     },
+    policies: { 'app-b': { provider: 'b' } },
   },
 };
 

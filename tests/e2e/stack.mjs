@@ -29,6 +29,8 @@ import { TARGET, TARGET_PROFILE, unavailableError } from './target.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, '..', '..');
+/** The policies envoy/envoy.yaml's routes name (`context_extensions: { policy }`), for oidc-authz. */
+export const POLICIES = JSON.parse(fs.readFileSync(path.join(HERE, 'policies.json'), 'utf8'));
 export const ARTIFACTS = path.join(HERE, 'artifacts');
 const STARTUP_TIMEOUT_MS = Number(process.env.E2E_STARTUP_TIMEOUT_MS ?? 30000);
 
@@ -471,6 +473,7 @@ async function startStackOnce(opts) {
       backchannel_logout_path: '/backchannel-logout',
       // One instance and tests that restart it: no drain unless a test asks (tests/faults does).
       shutdown_drain_period: 0,
+      policies: POLICIES,
     }, opts.extraConfig);
     stack.config = config;
     stack.configFile = path.join(logDir, 'oidc-authz.yaml');

@@ -64,6 +64,12 @@ pub struct IdpState {
     /// While set, a token request that arrives gets no answer for 10 s (then 503) and changes
     /// nothing: a hung IdP (stopped process, black-holed connection), unlike `hold_refreshes`.
     pub token_endpoint_hangs: AtomicBool,
+    /// Opaque access tokens the introspection endpoint knows: token → its members (active).
+    pub opaque_tokens: Mutex<HashMap<String, serde_json::Value>>,
+    pub introspections: AtomicUsize,
+    /// What the userinfo endpoint adds to `sub` for the holder of any access token we issued.
+    pub userinfo_claims: Mutex<serde_json::Value>,
+    pub userinfo_requests: AtomicUsize,
 }
 
 /// How long a held refresh waits for `release_refreshes` at most.
@@ -126,11 +132,17 @@ impl FakeIdp {
             refresh_answers: tokio::sync::Semaphore::new(0),
             refresh_requests: AtomicUsize::new(0),
             token_endpoint_hangs: AtomicBool::new(false),
+            opaque_tokens: Mutex::default(),
+            introspections: AtomicUsize::new(0),
+            userinfo_claims: Mutex::new(json!({ "department": "research" })),
+            userinfo_requests: AtomicUsize::new(0),
         });
         let router = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .route("/token", post(token))
+            .route("/introspect", post(introspect))
+            .route("/userinfo", get(userinfo))
             .with_state(Arc::clone(&state));
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
@@ -218,6 +230,8 @@ async fn discovery(State(state): State<Arc<IdpState>>) -> Json<serde_json::Value
         "token_endpoint": format!("{issuer}/token"),
         "jwks_uri": format!("{issuer}/jwks"),
         "end_session_endpoint": format!("{issuer}/session/end"),
+        "introspection_endpoint": format!("{issuer}/introspect"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
         "code_challenge_methods_supported": ["S256"],
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
@@ -357,7 +371,61 @@ async fn token(
     }
 }
 
+/// RFC 7662: the client authenticates as at the token endpoint; a known opaque token is active
+/// with its members, anything else inactive.
+async fn introspect(
+    State(state): State<Arc<IdpState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    state.introspections.fetch_add(1, Ordering::SeqCst);
+    if state.token_endpoint_down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if !authenticate(&state, &headers, &form) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let known = form
+        .get("token")
+        .and_then(|token| state.opaque_tokens.lock().unwrap().get(token).cloned());
+    match known {
+        Some(mut members) => {
+            members["active"] = json!(true);
+            Json(members).into_response()
+        }
+        None => Json(json!({ "active": false })).into_response(),
+    }
+}
+
+/// OIDC Core 5.3: the claims of the holder of an access token we issued (`at-N`).
+async fn userinfo(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> Response {
+    state.userinfo_requests.fetch_add(1, Ordering::SeqCst);
+    let token = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer at-"));
+    if token.is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let mut claims = state.userinfo_claims.lock().unwrap().clone();
+    claims["sub"] = json!(SUBJECT);
+    Json(claims).into_response()
+}
+
 impl FakeIdp {
+    /// An opaque access token the introspection endpoint answers as active with `members`.
+    pub fn issue_opaque_token(&self, token: &str, members: serde_json::Value) {
+        self.state
+            .opaque_tokens
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), members);
+    }
+
+    pub fn introspections(&self) -> usize {
+        self.state.introspections.load(Ordering::SeqCst)
+    }
+
     /// Holds the answers to refresh requests until `release_refreshes` (see `hold_refreshes`).
     pub fn hold_refreshes(&self) {
         self.state.hold_refreshes.store(true, Ordering::SeqCst);

@@ -323,6 +323,7 @@ impl Authz {
             client: self.client.clone(),
             cookies: BTreeMap::new(),
             origin_host: "app.test".into(),
+            route_policy: None,
         }
     }
 }
@@ -393,6 +394,8 @@ pub struct Browser {
     client: AuthorizationClient<Channel>,
     pub cookies: BTreeMap<String, String>,
     pub origin_host: String,
+    /// The policy Envoy's route names (`context_extensions: { policy: ... }`); `None`: none.
+    pub route_policy: Option<String>,
 }
 
 #[derive(Default)]
@@ -424,6 +427,16 @@ impl<'a> Req<'a> {
     pub fn on_route(mut self, key: &'a str, value: &'a str) -> Self {
         self.context_extensions.push((key, value));
         self
+    }
+
+    /// A script or API client asking for JSON.
+    pub fn api(path: &'a str) -> Self {
+        Req {
+            method: "GET",
+            path,
+            headers: vec![("accept", "application/json")],
+            ..Default::default()
+        }
     }
 
     pub fn with_header(mut self, name: &'a str, value: &'a str) -> Self {
@@ -475,6 +488,11 @@ impl Browser {
                     .context_extensions
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .chain(
+                        self.route_policy
+                            .iter()
+                            .map(|name| ("policy".to_string(), name.clone())),
+                    )
                     .collect(),
                 ..Default::default()
             }),
