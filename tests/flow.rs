@@ -149,6 +149,33 @@ async fn form_post_login_answers_303_and_uses_a_same_site_none_login_cookie() {
 }
 
 #[tokio::test]
+async fn a_form_post_callback_whose_body_envoy_cut_short_is_refused() {
+    let (idp, authz, _) = setup("response_mode: form_post\nsession_cookie_secure: always").await;
+    let mut browser = authz.browser();
+    let start = browser.send(Req::navigate("/app")).await;
+    let authorization = idp.authorize(start.location());
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", &authorization.code)
+        .append_pair("state", &authorization.state)
+        .finish();
+    let cut = browser
+        .send(Req {
+            method: "POST",
+            path: "/callback",
+            headers: vec![
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-envoy-auth-partial-body", "true"),
+            ],
+            body: &body,
+            context_extensions: Vec::new(),
+        })
+        .await;
+    assert_eq!(cut.status(), 400, "{cut:?}");
+    assert_eq!(idp.code_exchanges(), 0);
+    authz.stop().await;
+}
+
+#[tokio::test]
 async fn client_secret_post_and_pkce_never_are_honoured() {
     let idp = FakeIdp::start().await;
     idp.state.expect_post_auth.store(true, Ordering::SeqCst);

@@ -12,6 +12,10 @@ use crate::error::Error;
 use crate::secret::Secret;
 use crate::session::{PendingLoginRecord, SessionId, SessionRecord};
 
+/// Set by Envoy's ext_authz filter on a Check whose body it sent: `true` when the body was cut at
+/// `max_request_bytes`.
+const PARTIAL_BODY_HEADER: &str = "x-envoy-auth-partial-body";
+
 /// The callback's parameters, from the query (GET) or the form body (POST).
 #[derive(Default)]
 struct CallbackParams {
@@ -46,6 +50,14 @@ impl Flow {
                     .header("content-type")
                     .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
                 if !form {
+                    return Err(Error::CallbackIncomplete);
+                }
+                // Envoy cut the body at `max_request_bytes` (`allow_partial_message: true`): a
+                // cut `code` or `state` is no login response at all.
+                if request.header(PARTIAL_BODY_HEADER) == Some("true") {
+                    tracing::warn!(
+                        "form_post callback body was cut short by Envoy: raise max_request_bytes on this route"
+                    );
                     return Err(Error::CallbackIncomplete);
                 }
                 if request.body.is_empty() {
