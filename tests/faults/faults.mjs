@@ -11,9 +11,9 @@
 //
 //   cargo build --bin oidc-authz && node tests/faults/faults.mjs
 //
-// Environment: FAULTS_ONLY=name,name (a subset of scenarios), FAULTS_STORE_TARGETS=1 (also assert
-// the store targets: first success within 0.2 s of Redis's return, at most one log line per second
-// per error kind; they depend on the store's reconnect backoff and rate-limited logs),
+// Environment: FAULTS_ONLY=name,name (a subset of scenarios), FAULTS_STORE_TARGETS=0 (print the
+// store and refresh targets without asserting them: first success within 0.2 s of Redis's return,
+// at most one log line per second per error kind, a valid token working while the IdP hangs),
 // FAULTS_DEADLINE_MS (default 240000: the whole run is killed after it), FAULTS_DRAIN_S (oidc-authz's
 // shutdown_drain_period here, default 3). Logs of every program:
 // tests/e2e/artifacts/logs/faults/.
@@ -32,7 +32,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const IDP_SCRIPT = path.join(HERE, '..', 'e2e', 'idp.mjs');
 const LOGS = path.join(ARTIFACTS, 'logs', 'faults');
 const DEADLINE_MS = Number(process.env.FAULTS_DEADLINE_MS ?? 240000);
-const STORE_TARGETS = process.env.FAULTS_STORE_TARGETS === '1';
+const STORE_TARGETS = process.env.FAULTS_STORE_TARGETS !== '0';
 const ONLY = process.env.FAULTS_ONLY ? process.env.FAULTS_ONLY.split(',') : null;
 /** Pause between two requests of one load loop: 5 loops at most ~150 requests/s in all. */
 const PACE_MS = 30;
@@ -305,7 +305,7 @@ function report(name, records, t0, { targets = [], measures = {}, withSession = 
   });
 }
 
-/** A target that fails the run only with FAULTS_STORE_TARGETS=1. */
+/** A target that fails the run unless FAULTS_STORE_TARGETS=0. */
 const storeTarget = (what, ok, value) => ({ what: `${what}${STORE_TARGETS ? '' : ' (not asserted)'}`, ok, value, soft: !STORE_TARGETS });
 
 function firstSessionSuccessAfter(records, t) {
