@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 
 use crate::gateway::Gateway;
+use crate::metrics::ProviderView;
 use crate::readiness::Readiness;
 
 /// What the admin handlers read.
@@ -62,19 +63,18 @@ async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
 
 async fn metrics(State(state): State<AdminState>) -> ([(&'static str, &'static str); 1], String) {
     let gateway = &state.gateway;
-    let idp_ready: Vec<(&str, bool)> = gateway
+    let providers: Vec<ProviderView<'_>> = gateway
         .flows()
         .iter()
-        .map(|named| {
-            (
-                named.name.as_str(),
-                named.flow.provider().metadata().is_some(),
-            )
+        .map(|named| ProviderView {
+            name: named.name.as_str(),
+            ready: named.flow.provider().metadata().is_some(),
+            idp: named.flow.provider().idp_metrics(),
         })
         .collect();
     (
-        [("content-type", "text/plain; version=0.0.4")],
-        gateway.metrics().render(&idp_ready),
+        [("content-type", crate::metrics::CONTENT_TYPE)],
+        gateway.metrics().render(&providers),
     )
 }
 
