@@ -1,6 +1,6 @@
 //! The admin HTTP endpoint: `GET /healthz` (the process answers), `GET /readyz` (not draining, the
 //! default provider's IdP has been discovered and the session store answers; otherwise 503 with
-//! the reason), for Kubernetes probes and the test harness, and `GET /metrics` (Prometheus text).
+//! the reason), for Kubernetes probes and the test harness, and `GET /metrics` (Prometheus text format 0.0.4, see `metrics`).
 //! Other providers not discovered yet are named in a ready answer but do not make it 503: their
 //! own routes fail, the rest of this process serves.
 

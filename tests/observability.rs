@@ -12,6 +12,7 @@ use support::{Authz, FakeIdp};
 
 const DASHBOARD: &str = include_str!("../deploy/observability/grafana-dashboard.json");
 const ALERTS: &str = include_str!("../deploy/observability/alerts.yaml");
+const README: &str = include_str!("../README.md");
 
 /// Each `oidc_authz_…` name in `text`, with the `label="value"` pairs of its selector (`=~`,
 /// `!=` and `$variables` skipped: they match sets, not one value).
@@ -103,5 +104,13 @@ async fn every_series_the_dashboard_and_alerts_use_is_exported() {
         }
     }
     assert!(checked >= 20, "only {checked} references found");
+    // And the README's Metrics table names every family.
+    for family in exported.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = family.split(' ').next().unwrap();
+        assert!(
+            README.contains(&format!("| `{name}")),
+            "README's Metrics table does not list `{name}`"
+        );
+    }
     authz.stop().await;
 }
