@@ -1,6 +1,6 @@
 //! The admin HTTP endpoint: `GET /healthz` (the process answers), `GET /readyz` (not draining, the
 //! default provider's IdP has been discovered and the session store answers; otherwise 503 with
-//! the reason), for Kubernetes probes and the test harness, and `GET /metrics` (Prometheus text).
+//! the reason), for Kubernetes probes and the test harness, and `GET /metrics` (Prometheus text format 0.0.4, see `metrics`).
 //! Other providers not discovered yet are named in a ready answer but do not make it 503: their
 //! own routes fail, the rest of this process serves.
 
@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 
 use crate::gateway::Gateway;
+use crate::metrics::ProviderView;
 use crate::readiness::Readiness;
 
 /// What the admin handlers read.
@@ -62,19 +63,18 @@ async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
 
 async fn metrics(State(state): State<AdminState>) -> ([(&'static str, &'static str); 1], String) {
     let gateway = &state.gateway;
-    let idp_ready: Vec<(&str, bool)> = gateway
+    let providers: Vec<ProviderView<'_>> = gateway
         .flows()
         .iter()
-        .map(|named| {
-            (
-                named.name.as_str(),
-                named.flow.provider().metadata().is_some(),
-            )
+        .map(|named| ProviderView {
+            name: named.name.as_str(),
+            ready: named.flow.provider().metadata().is_some(),
+            idp: named.flow.provider().idp_metrics(),
         })
         .collect();
     (
-        [("content-type", "text/plain; version=0.0.4")],
-        gateway.metrics().render(&idp_ready),
+        [("content-type", crate::metrics::CONTENT_TYPE)],
+        gateway.metrics().render(&providers),
     )
 }
 

@@ -524,6 +524,12 @@ async fn the_admin_endpoint_reports_readiness_and_metrics() {
         "oidc_authz_checks_total{outcome=\"redirect\"} 2",
         "oidc_authz_logins_total 1",
         "oidc_authz_idp_ready 1",
+        "oidc_authz_sessions_created_total 1",
+        "oidc_authz_idp_request_duration_seconds_count{provider=\"default\",endpoint=\"discovery\",outcome=\"ok\"} 1",
+        "oidc_authz_idp_request_duration_seconds_count{provider=\"default\",endpoint=\"jwks\",outcome=\"ok\"} 1",
+        "oidc_authz_idp_request_duration_seconds_count{provider=\"default\",endpoint=\"token\",outcome=\"ok\"} 1",
+        "oidc_authz_idp_request_duration_seconds_count{provider=\"default\",endpoint=\"token\",outcome=\"error\"} 0",
+        "oidc_authz_store_errors_total{operation=\"read\"} 0",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),

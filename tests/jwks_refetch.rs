@@ -10,6 +10,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use oidc_authz::clock::SystemClock;
 use oidc_authz::config::load_from_str;
+use oidc_authz::metrics::{Metrics, ProviderView};
 use oidc_authz::oidc::IdentityProvider;
 use oidc_authz::oidc::provider::{Provider, ProviderSettings};
 use oidc_authz::secret::Secret;
@@ -67,6 +68,21 @@ async fn an_unknown_kid_is_fetched_at_once_and_a_forged_one_only_once() {
         2,
         "a kid the IdP did not publish is remembered"
     );
+    let metrics = Metrics::default().render(&[ProviderView {
+        name: "default",
+        ready: true,
+        idp: provider.idp_metrics(),
+    }]);
+    for line in [
+        "oidc_authz_jwks_refetches_total{provider=\"default\"} 1",
+        "oidc_authz_idp_request_duration_seconds_count{provider=\"default\",endpoint=\"jwks\",outcome=\"ok\"} 2",
+        "oidc_authz_idp_request_duration_seconds_count{provider=\"default\",endpoint=\"discovery\",outcome=\"ok\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing `{line}` in\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]

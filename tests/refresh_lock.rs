@@ -264,7 +264,10 @@ async fn a_lock_its_holder_could_not_release_is_counted_and_the_refresh_still_co
         200,
         "the tokens were refreshed and stored: {outcome:?}"
     );
-    let text = authz.flow.metrics().render(&[("default", true)]);
+    let text = authz
+        .flow
+        .metrics()
+        .render(&[oidc_authz::metrics::ProviderView::ready("default")]);
     assert!(
         text.lines()
             .any(|line| line == "oidc_authz_refresh_locks_abandoned_total 1"),
@@ -293,11 +296,47 @@ async fn a_check_its_caller_gave_up_on_is_counted_as_cancelled() {
         authz
             .flow
             .metrics()
-            .render(&[("default", true)])
+            .render(&[oidc_authz::metrics::ProviderView::ready("default")])
             .lines()
             .any(|line| line == "oidc_authz_checks_cancelled_total 1")
     };
     wait_until("the cancelled Check is counted", cancelled).await;
     idp.release_refreshes();
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_check_that_finds_the_refresh_lock_held_is_counted_as_contended() {
+    let Setup {
+        idp,
+        authz,
+        browser,
+        ..
+    } = due_for_refresh("").await;
+    let mut first = browser.clone();
+    let refreshing = tokio::spawn(async move { first.send(Req::navigate("/anything")).await });
+    wait_until("the refresh reached the IdP", || idp.refreshes() == 1).await;
+    let mut second = browser.clone();
+    let waiting = tokio::spawn(async move { second.send(Req::navigate("/anything")).await });
+    let contended = "oidc_authz_refresh_lock_contended_total 1";
+    let rendered = || {
+        authz
+            .flow
+            .metrics()
+            .render(&[oidc_authz::metrics::ProviderView::ready("default")])
+    };
+    wait_until("the second Check found the lock held", || {
+        rendered().lines().any(|line| line == contended)
+    })
+    .await;
+    idp.release_refreshes();
+    for check in [refreshing, waiting] {
+        let outcome = tokio::time::timeout(Duration::from_secs(10), check)
+            .await
+            .expect("the Check answers")
+            .unwrap();
+        assert_eq!(outcome.status(), 200, "{outcome:?}");
+    }
+    assert_eq!(idp.refreshes(), 1, "one refresh for both Checks");
     authz.stop().await;
 }

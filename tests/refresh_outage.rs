@@ -56,7 +56,10 @@ fn bearer(outcome: &Outcome) -> String {
 }
 
 fn metric(authz: &Authz, line_start: &str) -> String {
-    let text = authz.flow.metrics().render(&[("default", true)]);
+    let text = authz
+        .flow
+        .metrics()
+        .render(&[oidc_authz::metrics::ProviderView::ready("default")]);
     text.lines()
         .find(|line| line.starts_with(line_start))
         .unwrap_or_else(|| panic!("no `{line_start}` in\n{text}"))

@@ -187,13 +187,21 @@ async fn a_killed_redis_fails_closed_quietly_with_paced_reconnects_and_is_used_a
         "{attempts} connection attempts in {OUTAGE:?} for {failed} failed Checks"
     );
     assert_quiet(&logs.lines(), failed);
-    let metrics = authz.flow.metrics().render(&[("default", true)]);
+    let metrics = authz
+        .flow
+        .metrics()
+        .render(&[oidc_authz::metrics::ProviderView::ready("default")]);
     assert!(
         metrics
             .lines()
             .any(|line| line
                 == format!("oidc_authz_check_failures_total{{cause=\"store\"}} {failed}")),
         "{failed} failed Checks, counted as:\n{metrics}"
+    );
+    let read_errors = format!("oidc_authz_store_errors_total{{operation=\"read\"}} {failed}");
+    assert!(
+        metrics.lines().any(|line| line == read_errors),
+        "{failed} failed Checks, store errors counted as:\n{metrics}"
     );
 
     redis.restart();

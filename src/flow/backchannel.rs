@@ -4,6 +4,7 @@
 
 use super::{Decision, Flow, RequestView};
 use crate::error::Error;
+use crate::metrics::SessionEndReason;
 use crate::secret::Secret;
 
 impl Flow {
@@ -44,6 +45,8 @@ impl Flow {
             .await?;
         tracing::info!(sessions = ended, "back-channel logout");
         self.metrics.record_backchannel_logout();
+        self.metrics
+            .record_sessions_ended(SessionEndReason::Backchannel, ended);
         Ok(Decision::Deny {
             status: 200,
             message: String::new(),

@@ -14,6 +14,7 @@
 use super::{Decision, Flow, RequestView};
 use crate::config::FrontchannelSidClaim;
 use crate::error::{Error, FrontchannelRefusal};
+use crate::metrics::SessionEndReason;
 
 /// `Cache-Control` of the answer: §2 asks the RP to keep the page out of every cache.
 const CACHE_CONTROL: &str = "no-cache, no-store";
@@ -41,6 +42,8 @@ impl Flow {
         };
         tracing::info!(sessions = ended, "front-channel logout");
         self.metrics.record_frontchannel_logout();
+        self.metrics
+            .record_sessions_ended(SessionEndReason::Frontchannel, ended);
         Ok(Decision::Deny {
             status: 200,
             message: "Signed out.".into(),

@@ -8,6 +8,7 @@
 use super::cookies::{CookieJar, CookieKind};
 use super::{Decision, Flow, RequestView};
 use crate::error::Error;
+use crate::metrics::SessionEndReason;
 use crate::oidc::end_session::{SessionHint, end_session_url};
 
 /// Whether the request came from a page of this origin, or from the person (address bar,
@@ -39,6 +40,8 @@ impl Flow {
             self.sessions.end(&found.id, &found.loaded.record).await?;
             tracing::info!(subject = %found.loaded.record.subject, "logged out");
             self.metrics.record_rp_logout();
+            self.metrics
+                .record_sessions_ended(SessionEndReason::Logout, 1);
             ended = Some(found.loaded.record);
         }
         // Only a cookie the browser sent is cleared: a `Set-Cookie` on every logout would let any

@@ -83,9 +83,14 @@ impl Flow {
         }
     }
 
-    /// Shares `metrics` (one set of counters for every provider's flow).
+    /// Shares `metrics` (one set of counters for every provider's flow); its session store
+    /// commands are counted there too.
     pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
-        Flow { metrics, ..self }
+        Flow {
+            sessions: self.sessions.instrumented(Arc::clone(&metrics)),
+            metrics,
+            ..self
+        }
     }
 
     pub fn metrics(&self) -> &Metrics {

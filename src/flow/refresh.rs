@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::crypto::random::random_bytes;
 use crate::error::Error;
 use crate::log_limit::RateLimitedLog;
-use crate::metrics::{Metrics, RefreshOutcome};
+use crate::metrics::{Metrics, RefreshOutcome, SessionEndReason};
 use crate::oidc::IdentityProvider;
 use crate::secret::Secret;
 use crate::session::{SessionId, SessionRecord, Sessions};
@@ -75,6 +75,8 @@ impl Flow {
         if record.refresh_token.is_empty() {
             if lifetime::access_token_expired(&record, now) {
                 self.sessions.end(id, &record).await?;
+                self.metrics
+                    .record_sessions_ended(SessionEndReason::TokenExpired, 1);
                 return Ok(Refreshed::Ended);
             }
             // Still valid for a moment, and nothing to refresh with: use it until it expires.
@@ -196,6 +198,7 @@ impl Refresher {
         lock_ttl: Duration,
     ) -> Result<Option<Refreshed>, Error> {
         if !self.sessions.try_lock_refresh(id, holder, lock_ttl).await? {
+            self.metrics.record_refresh_lock_contended();
             return Ok(None);
         }
         let mut held = HeldLock {
@@ -241,6 +244,8 @@ impl Refresher {
                 tracing::info!(subject = %record.subject, %error, "refresh refused; session ended");
                 self.metrics.record_refresh(RefreshOutcome::Refused);
                 self.sessions.end(id, &record).await?;
+                self.metrics
+                    .record_sessions_ended(SessionEndReason::RefreshRefused, 1);
                 return Ok(Refreshed::Ended);
             }
             // The IdP is down, or refuses us as a client (a configuration problem, not the
@@ -265,6 +270,8 @@ impl Refresher {
                     tracing::warn!(subject = %record.subject, "refreshed ID token is invalid or for another subject; session ended");
                     self.metrics.record_refresh(RefreshOutcome::Refused);
                     self.sessions.end(id, &record).await?;
+                    self.metrics
+                        .record_sessions_ended(SessionEndReason::RefreshRefused, 1);
                     return Ok(Refreshed::Ended);
                 }
             }

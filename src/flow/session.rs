@@ -7,6 +7,7 @@ use super::refresh::Refreshed;
 use super::{Flow, RequestView, lifetime};
 use crate::crypto::cookie::{self, CookiePurpose};
 use crate::error::Error;
+use crate::metrics::SessionEndReason;
 use crate::session::{LoadedSession, SessionId, SessionRecord};
 
 /// A session found from the request's cookie.
@@ -90,6 +91,8 @@ impl Flow {
         let mut record = loaded.record;
         if lifetime::is_expired(&record, now, &self.config) {
             self.sessions.end(&id, &record).await?;
+            self.metrics
+                .record_sessions_ended(SessionEndReason::Timeout, 1);
             tracing::info!(subject = %record.subject, "session timed out");
             return Ok(cleared());
         }

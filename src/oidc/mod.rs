@@ -41,6 +41,11 @@ pub trait IdentityProvider: Send + Sync + 'static {
     /// A login needs the IdP and found it undiscovered: retry discovery now (rate-limited).
     fn discovery_wanted(&self) {}
 
+    /// This client's request metrics, for `/metrics`; `None` for a client that keeps none.
+    fn idp_metrics(&self) -> Option<&crate::metrics::IdpMetrics> {
+        None
+    }
+
     /// Why the IdP cannot be used yet (for `/readyz`), `None` once it is discovered.
     fn not_ready_reason(&self) -> Option<String> {
         self.metadata()

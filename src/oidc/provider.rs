@@ -44,6 +44,7 @@ use super::userinfo::{self, UserinfoError};
 use super::{IdentityProvider, at_hash};
 use crate::clock::Clock;
 use crate::config::ClientAuth;
+use crate::metrics::{IdpEndpoint, IdpMetrics};
 use crate::secret::Secret;
 
 /// What discovery produced; swapped in whole once it succeeds.
@@ -90,6 +91,8 @@ pub struct Provider {
     discovery_wanted: tokio::sync::Notify,
     /// Why the last discovery attempt failed, for `/readyz`; `None` before the first one ends.
     last_discovery_error: std::sync::Mutex<Option<String>>,
+    /// Latency and outcome of every request to the IdP, JWKS refetches.
+    metrics: IdpMetrics,
 }
 
 pub struct ProviderSettings {
@@ -143,6 +146,7 @@ impl Provider {
             last_rediscovery: std::sync::Mutex::new(None),
             discovery_wanted: tokio::sync::Notify::new(),
             last_discovery_error: std::sync::Mutex::new(None),
+            metrics: IdpMetrics::default(),
         }))
     }
 
@@ -182,7 +186,11 @@ impl Provider {
     /// One discovery attempt: the discovery document, then the JWKS.
     pub async fn discover(&self) -> Result<(), ProviderError> {
         let url = discovery::discovery_url(&self.issuer)?;
-        let body = self.get(&url).await?.body;
+        let body = self
+            .metrics
+            .time(IdpEndpoint::Discovery, self.get(&url))
+            .await?
+            .body;
         let metadata = discovery::parse(&self.issuer, &body)?;
         let keys = self.fetch_jwks(metadata.jwks_uri()).await?;
         let discovered = Discovered {
@@ -230,7 +238,7 @@ impl Provider {
     }
 
     async fn fetch_jwks(&self, uri: &Url) -> Result<FetchedKeys, ProviderError> {
-        let document = self.get(uri).await?;
+        let document = self.metrics.time(IdpEndpoint::Jwks, self.get(uri)).await?;
         Ok(FetchedKeys {
             keys: jwks::parse_key_set(&document.body).map_err(ProviderError::Jwks)?,
             max_age: document.cache_control.as_deref().and_then(jwks::max_age),
@@ -239,6 +247,7 @@ impl Provider {
 
     /// The same fetch with its error as text, for the JWKS cache.
     async fn fetch_jwks_for_cache(&self, uri: &Url) -> Result<FetchedKeys, String> {
+        self.metrics.record_jwks_refetch();
         self.fetch_jwks(uri)
             .await
             .map_err(|error| error.to_string())
@@ -289,10 +298,8 @@ impl Provider {
             self.client.client_secret.expose(),
             self.client.auth,
         );
-        let body = self
-            .http
-            .post_form(endpoint, form, basic_auth)
-            .await
+        let request = self.http.post_form(endpoint, form, basic_auth);
+        let body = (self.metrics.time(IdpEndpoint::Introspection, request).await)
             .map_err(|error| unavailable(format!("POST introspection_endpoint: {error}")))?;
         introspection::parse(&body, self.clock.now_unix(), self.leeway_seconds)
             .map_err(|error| unavailable(error.to_string()))
@@ -320,6 +327,10 @@ impl IdentityProvider for Provider {
         if self.discovered().is_none() {
             self.discovery_wanted.notify_one();
         }
+    }
+
+    fn idp_metrics(&self) -> Option<&IdpMetrics> {
+        Some(&self.metrics)
     }
 
     fn not_ready_reason(&self) -> Option<String> {
@@ -353,9 +364,10 @@ impl IdentityProvider for Provider {
         if let Some(verifier) = pkce_verifier {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()));
         }
-        request
-            .request_async(&self.http)
-            .await
+        (self
+            .metrics
+            .time(IdpEndpoint::Token, request.request_async(&self.http))
+            .await)
             .map_err(token::from_request_error)?
             .into_token_set()
     }
@@ -363,11 +375,11 @@ impl IdentityProvider for Provider {
     async fn refresh(&self, refresh_token: &Secret) -> Result<TokenSet, TokenError> {
         let discovered = self.discovered().ok_or_else(Self::not_ready)?;
         let refresh_token = RefreshToken::new(refresh_token.expose().to_owned());
-        discovered
-            .client
-            .exchange_refresh_token(&refresh_token)
-            .request_async(&self.http)
-            .await
+        let request = discovered.client.exchange_refresh_token(&refresh_token);
+        (self
+            .metrics
+            .time(IdpEndpoint::Token, request.request_async(&self.http))
+            .await)
             .map_err(token::from_request_error)?
             .into_token_set()
     }
@@ -463,10 +475,8 @@ impl IdentityProvider for Provider {
             .metadata
             .userinfo_endpoint()
             .ok_or(UserinfoError::NoEndpoint)?;
-        let document = self
-            .http
-            .get_json_as(endpoint, Some(access_token.expose()))
-            .await
+        let request = self.http.get_json_as(endpoint, Some(access_token.expose()));
+        let document = (self.metrics.time(IdpEndpoint::Userinfo, request).await)
             .map_err(|error| UserinfoError::Unavailable(error.to_string()))?;
         userinfo::parse(&document.body, subject)
     }

@@ -3,6 +3,7 @@
 //! (`crypto::seal`) under a store key that is a hash of the session id or state, never the value
 //! itself: a dump of the store can be neither read nor replayed as a cookie.
 
+mod instrumented;
 pub mod memory;
 pub mod reconnect;
 pub mod redis;
@@ -120,6 +121,15 @@ impl Sessions {
     pub fn in_namespace(self, provider: &str) -> Self {
         Sessions {
             namespace: format!("{provider}:"),
+            ..self
+        }
+    }
+
+    /// The same sessions, every store command timed and its failures counted in `metrics`.
+    pub fn instrumented(self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        let store = instrumented::InstrumentedStore::new(self.store, metrics);
+        Sessions {
+            store: Arc::new(store),
             ..self
         }
     }
