@@ -62,8 +62,8 @@ async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
 
 async fn metrics(State(state): State<AdminState>) -> ([(&'static str, &'static str); 1], String) {
     let gateway = &state.gateway;
-    let idp_ready: Vec<(&str, bool)> = gateway
-        .flows()
+    let flows = gateway.flows();
+    let idp_ready: Vec<(&str, bool)> = flows
         .iter()
         .map(|named| {
             (

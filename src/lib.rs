@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod policy;
 pub mod readiness;
+pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod session;

@@ -1,12 +1,14 @@
 //! The `oidc-authz` binary: read the config (exit 64 listing every problem, before binding any
-//! port), bind, serve until SIGINT/SIGTERM, then drain (`server::run`: NOT_SERVING for
+//! port), bind, serve until SIGINT/SIGTERM (SIGHUP reloads the config: `reload.rs`), then drain (`server::run`: NOT_SERVING for
 //! `shutdown_drain_period` while still answering, then at most `shutdown_grace_period` for Checks
 //! in flight). `--check-config` stops after validation.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use oidc_authz::config;
+use oidc_authz::reload::Reloader;
 use oidc_authz::server::{self, App, GrpcListener};
 use oidc_authz::telemetry;
 
@@ -74,6 +76,20 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// Reloads the config on every SIGHUP, one at a time, until the process ends. Registered before
+/// serving, so a SIGHUP never takes the default action (exit).
+fn reload_on_hangup(reloader: Arc<Reloader>, path: Option<PathBuf>) -> std::io::Result<()> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            // Logged and counted by the reloader; a refused reload leaves the config in force.
+            let _ = reloader.reload(path.as_deref()).await;
+        }
+    });
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(args) => args,
@@ -129,6 +145,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }
         };
+        if let Err(error) = reload_on_hangup(app.reloader(), args.config.clone()) {
+            eprintln!("oidc-authz: cannot handle SIGHUP: {error}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
         match server::run(grpc, admin, app, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

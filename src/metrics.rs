@@ -47,6 +47,8 @@ pub struct Metrics {
     check_failures: [AtomicU64; 3],
     checks_cancelled: AtomicU64,
     frontchannel_logouts: AtomicU64,
+    /// Config reloads: applied, refused (the old config kept serving).
+    config_reloads: [AtomicU64; 2],
 }
 
 impl Metrics {
@@ -101,6 +103,11 @@ impl Metrics {
 
     pub fn record_frontchannel_logout(&self) {
         self.frontchannel_logouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_config_reload(&self, applied: bool) {
+        let index = if applied { 0 } else { 1 };
+        self.config_reloads[index].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The text exposition format; `idp_ready` (each provider's name and whether it has been
@@ -229,6 +236,18 @@ impl Metrics {
                 u8::from(*ready)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP oidc_authz_config_reloads_total Config reloads (SIGHUP) by result; refused ones left the old config serving."
+        );
+        let _ = writeln!(out, "# TYPE oidc_authz_config_reloads_total counter");
+        for (index, result) in ["ok", "refused"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "oidc_authz_config_reloads_total{{result=\"{result}\"}} {}",
+                load(&self.config_reloads[index])
+            );
+        }
         out
     }
 }
@@ -295,6 +314,7 @@ mod tests {
         metrics.record_stale_token_allow();
         metrics.record_stale_token_allow();
         metrics.record_refresh_lock_abandoned();
+        metrics.record_config_reload(false);
         let text = metrics.render(&[("default", false)]);
         for line in [
             "# TYPE oidc_authz_check_failures_total counter",
@@ -308,6 +328,8 @@ mod tests {
             "# TYPE oidc_authz_refresh_locks_abandoned_total counter",
             "oidc_authz_refresh_locks_abandoned_total 1",
             "oidc_authz_idp_ready 0",
+            "oidc_authz_config_reloads_total{result=\"ok\"} 0",
+            "oidc_authz_config_reloads_total{result=\"refused\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -318,6 +340,6 @@ mod tests {
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
-        assert_eq!(helps, 11, "{text}");
+        assert_eq!(helps, 12, "{text}");
     }
 }

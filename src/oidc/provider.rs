@@ -54,6 +54,7 @@ struct Discovered {
 }
 
 /// Client credentials, as configured.
+#[derive(PartialEq)]
 pub struct ClientCredentials {
     pub client_id: String,
     pub client_secret: Secret,
@@ -92,6 +93,8 @@ pub struct Provider {
     last_discovery_error: std::sync::Mutex<Option<String>>,
 }
 
+/// Equal settings make an equal client: a reload keeps the `Provider` (and its discovery) then.
+#[derive(PartialEq)]
 pub struct ProviderSettings {
     pub issuer: Url,
     pub client: ClientCredentials,
