@@ -21,7 +21,10 @@ const USAGE: &str = "usage: oidc-authz [--config FILE] [--check-config]
   --config FILE    YAML configuration; every key can be overridden by OIDC_AUTHZ_<KEY>
                    (nested keys with __, e.g. OIDC_AUTHZ_REDIS__URL)
   --check-config   validate the configuration and exit (0 when valid)
-  --version        print the version";
+  --version        print the version
+
+Signals: SIGTERM/SIGINT drain and exit; SIGHUP re-reads the configuration (a bad one is refused
+and logged, the one in force keeps serving)";
 
 struct Args {
     config: Option<PathBuf>,
