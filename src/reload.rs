@@ -28,6 +28,10 @@ pub struct Reloader {
     /// Held for a whole reload: two SIGHUPs in a row apply one after the other, each against the
     /// config the previous one put in force.
     in_force: tokio::sync::Mutex<InForce>,
+    /// The background discovery of each IdP client `App::build` started, by provider: stopped
+    /// when a reload replaces or removes that client, so an undiscovered old client does not go
+    /// on asking its IdP forever.
+    discovery_tasks: std::sync::Mutex<Vec<(String, tokio::task::AbortHandle)>>,
 }
 
 /// What the flows in force were built from.
@@ -76,7 +80,39 @@ impl Reloader {
                 providers,
                 clock,
             }),
+            discovery_tasks: std::sync::Mutex::default(),
         }
+    }
+
+    /// Remembers `provider`'s background discovery, to stop it when a reload replaces the client.
+    pub(crate) fn discovery_started(&self, provider: &str, task: tokio::task::AbortHandle) {
+        self.discovery_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((provider.to_owned(), task));
+    }
+
+    /// Stops the background discovery of every client not in `kept` any more.
+    fn stop_discovery_of_replaced(&self, kept: &IdentityProviders, in_force: &IdentityProviders) {
+        let replaced = |name: &str| {
+            let old = in_force.iter().find(|(given, _)| given == name);
+            let new = kept.iter().find(|(given, _)| given == name);
+            match (old, new) {
+                (Some((_, old)), Some((_, new))) => !Arc::ptr_eq(old, new),
+                _ => true,
+            }
+        };
+        self.discovery_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(name, task)| {
+                if replaced(name) {
+                    task.abort();
+                    false
+                } else {
+                    true
+                }
+            });
     }
 
     /// Reads `path` (and the secret files it names, and the environment) as at start and puts the
@@ -131,6 +167,7 @@ impl Reloader {
             problems: vec![problem],
         })?;
         self.gateway.replace(flows);
+        self.stop_discovery_of_replaced(&providers, &in_force.providers);
         let needs_restart = restart_only_changes(&in_force.started_with, &config);
         in_force.config = config;
         in_force.providers = providers;

@@ -50,6 +50,7 @@ impl App {
     pub fn build(config: Config) -> Result<App, String> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut providers: IdentityProviders = Vec::new();
+        let mut discovery_tasks = Vec::new();
         for name in config.provider_names() {
             let provider_config = config.for_provider(name).expect("a configured provider");
             let provider = Provider::new(
@@ -57,11 +58,15 @@ impl App {
                 Arc::clone(&clock),
             )
             .map_err(|error| format!("provider `{name}`: {error}"))?;
-            provider.spawn_discovery();
+            discovery_tasks.push((name.to_owned(), provider.spawn_discovery().abort_handle()));
             providers.push((name.to_owned(), provider));
         }
         let store = build_store(&config)?;
-        Self::assemble_providers(config, store, providers, clock)
+        let app = Self::assemble_providers(config, store, providers, clock)?;
+        for (name, task) in discovery_tasks {
+            app.reloader.discovery_started(&name, task);
+        }
+        Ok(app)
     }
 
     /// Builds with the given parts for a config with only the `default` provider; tests pass

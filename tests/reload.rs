@@ -8,9 +8,13 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use oidc_authz::config::load_from_str;
+use oidc_authz::oidc::provider::DISCOVERY_BACKOFF_CAP;
+use oidc_authz::server::App;
 use support::{Authz, Browser, FakeIdp, KEY_A, KEY_B, Req, SwitchableStore, idp};
 
 /// A config file of the test's own, removed on drop.
@@ -258,6 +262,44 @@ async fn start_only_keys_are_reported_and_not_applied() {
     // Same listener, same (memory) store: the session is still there.
     assert_eq!(browser.send(Req::navigate("/anything")).await.status(), 200);
     authz.stop().await;
+}
+
+/// An IdP address that accepts connections and closes them at once, counting them.
+async fn counting_dead_idp() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (issuer, connections)
+}
+
+#[tokio::test]
+async fn a_replaced_idp_client_stops_its_background_discovery() {
+    let (dead_issuer, attempts) = counting_dead_idp().await;
+    let idp = FakeIdp::start().await;
+    let file = ConfigFile::new("abort");
+    let at_start = yaml(&idp, ONE_KEY, "").replace(&idp.issuer, &dead_issuer);
+    let (config, _) = load_from_str(&at_start, "t.yaml", Vec::new()).unwrap();
+    let app = App::build(config).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while attempts.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "discovery retries the dead IdP");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    file.write(&yaml(&idp, ONE_KEY, ""));
+    let reloaded = app.reloader().reload(Some(&file.path)).await.unwrap();
+    assert_eq!(reloaded.new_idp_clients, vec!["default".to_owned()]);
+    let after_reload = attempts.load(Ordering::SeqCst);
+    // Longer than the discovery backoff's cap: the old client would have asked again.
+    tokio::time::sleep(DISCOVERY_BACKOFF_CAP + Duration::from_secs(1)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), after_reload);
 }
 
 /// The binary, killed on drop if the test did not stop it.
