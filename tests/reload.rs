@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use oidc_authz::clock::ManualClock;
 use oidc_authz::config::load_from_str;
 use oidc_authz::oidc::provider::DISCOVERY_BACKOFF_CAP;
 use oidc_authz::server::App;
+use support::idp::now;
 use support::{Authz, Browser, FakeIdp, KEY_A, KEY_B, Req, SwitchableStore, idp};
 
 /// A config file of the test's own, removed on drop.
@@ -123,6 +125,43 @@ async fn a_header_and_a_policy_change_apply_to_the_next_check_and_sessions_stay(
             .any(|l| l == "oidc_authz_config_reloads_total{result=\"ok\"} 2"),
         "{text}"
     );
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_check_in_flight_finishes_under_the_config_it_started_with() {
+    let idp = FakeIdp::start().await;
+    idp.state.expires_in.store(60, Ordering::SeqCst);
+    let clock = ManualClock::new(now());
+    let file = ConfigFile::new("in-flight");
+    file.write(&yaml(&idp, ONE_KEY, EMAIL_HEADER));
+    let store = SwitchableStore::memory();
+    let authz = Authz::start_with_clock(&idp, EMAIL_HEADER, store, Arc::new(clock.clone())).await;
+    let mut browser = logged_in(&idp, &authz).await;
+    // The access token expires: the next Check waits for a refresh the IdP holds.
+    idp.hold_refreshes();
+    clock.advance(61);
+    let mut tab = browser.clone();
+    let in_flight = tokio::spawn(async move { tab.send(Req::navigate("/anything")).await });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while idp.refresh_requests() == 0 {
+        assert!(Instant::now() < deadline, "the Check asks for a refresh");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    file.write(&yaml(
+        &idp,
+        ONE_KEY,
+        "upstream_headers_claims: [email]\nupstream_headers_names: [x-mail]",
+    ));
+    authz.reloader.reload(Some(&file.path)).await.unwrap();
+    idp.release_refreshes();
+    let finished = in_flight.await.unwrap();
+    assert_eq!(finished.status(), 200, "{finished:?}");
+    assert_eq!(finished.upstream("x-user-email"), Some("alice@example.com"));
+    assert_eq!(finished.upstream("x-mail"), None);
+    let next = browser.send(Req::navigate("/anything")).await;
+    assert_eq!(next.upstream("x-mail"), Some("alice@example.com"));
     authz.stop().await;
 }
 
