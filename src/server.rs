@@ -300,7 +300,7 @@ pub async fn run(
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = Arc::new(Readiness::new(health_reporter).await);
     let discovery_watch = tokio::spawn(serve_once_discovered(
-        app.gateway.default_flow(),
+        Arc::clone(&app.gateway),
         Arc::clone(&readiness),
     ));
     let authz = AuthzService::new(Arc::clone(&app.gateway), app.trust_forwarded_headers);
@@ -382,9 +382,11 @@ async fn drain_on<E>(
 /// SERVING once the IdP has been discovered: before that, a Check that needs the IdP can only
 /// answer "could not decide", so Envoy should prefer a replica that can. Polls every 50 ms
 /// (discovery is the provider's background task); stops once discovered, or when `run` aborts it.
-async fn serve_once_discovered(flow: Arc<Flow>, readiness: Arc<Readiness>) {
+/// Asks the gateway each time: a reload may have put in force a default provider already
+/// discovered, replacing one that never will be.
+async fn serve_once_discovered(gateway: Arc<Gateway>, readiness: Arc<Readiness>) {
     const POLL: std::time::Duration = std::time::Duration::from_millis(50);
-    while flow.provider().metadata().is_none() {
+    while gateway.default_flow().provider().metadata().is_none() {
         tokio::time::sleep(POLL).await;
     }
     readiness.mark_discovered().await;

@@ -12,12 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use oidc_authz::clock::ManualClock;
+use oidc_authz::clock::{ManualClock, SystemClock};
 use oidc_authz::config::load_from_str;
 use oidc_authz::oidc::provider::DISCOVERY_BACKOFF_CAP;
 use oidc_authz::server::App;
 use support::idp::now;
 use support::{Authz, Browser, FakeIdp, KEY_A, KEY_B, Req, SwitchableStore, idp};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 /// A config file of the test's own, removed on drop.
 struct ConfigFile {
@@ -339,6 +341,49 @@ async fn a_replaced_idp_client_stops_its_background_discovery() {
     // Longer than the discovery backoff's cap: the old client would have asked again.
     tokio::time::sleep(DISCOVERY_BACKOFF_CAP + Duration::from_secs(1)).await;
     assert_eq!(attempts.load(Ordering::SeqCst), after_reload);
+}
+
+/// Started while its IdP is down, then reloaded with a reachable one: health follows the
+/// new default provider.
+#[tokio::test]
+async fn health_turns_serving_when_a_reload_brings_a_discovered_default_provider() {
+    let (dead_issuer, _) = counting_dead_idp().await;
+    let idp = FakeIdp::start().await;
+    let file = ConfigFile::new("health");
+    let at_start = yaml(&idp, ONE_KEY, "").replace(&idp.issuer, &dead_issuer);
+    let authz = Authz::start_discovering(
+        &at_start,
+        SwitchableStore::memory(),
+        &[],
+        true,
+        Arc::new(SystemClock),
+        None,
+    )
+    .await;
+    let health = || async {
+        authz
+            .health_client()
+            .check(HealthCheckRequest {
+                service: "envoy.service.auth.v3.Authorization".into(),
+            })
+            .await
+            .expect("the health service answers")
+            .into_inner()
+            .status()
+    };
+    assert_eq!(health().await, ServingStatus::NotServing);
+
+    file.write(&yaml(&idp, ONE_KEY, ""));
+    authz.reloader.reload(Some(&file.path)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while health().await != ServingStatus::Serving {
+        assert!(
+            Instant::now() < deadline,
+            "still NOT_SERVING after the reload"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    authz.stop().await;
 }
 
 /// The binary, killed on drop if the test did not stop it.
