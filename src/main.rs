@@ -79,10 +79,12 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-/// Reloads the config on every SIGHUP, one at a time, until the process ends. Registered before
-/// serving, so a SIGHUP never takes the default action (exit).
-fn reload_on_hangup(reloader: Arc<Reloader>, path: Option<PathBuf>) -> std::io::Result<()> {
-    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+/// Reloads the config on every SIGHUP of `hangups`, one at a time, until the process ends.
+fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reloader: Arc<Reloader>,
+    path: Option<PathBuf>,
+) {
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the config");
@@ -90,7 +92,6 @@ fn reload_on_hangup(reloader: Arc<Reloader>, path: Option<PathBuf>) -> std::io::
             let _ = reloader.reload(path.as_deref()).await;
         }
     });
-    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -127,6 +128,16 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Taken over before anything else, so that a SIGHUP never has its default effect (exit);
+        // one that comes before the app is built is applied once it is.
+        let hangups =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(hangups) => hangups,
+                Err(error) => {
+                    eprintln!("oidc-authz: cannot handle SIGHUP: {error}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            };
         let grpc = GrpcListener::bind(&config.listen).await;
         let admin = server::bind_reusable(config.admin_listen);
         let (grpc, admin) = match (grpc, admin) {
@@ -148,10 +159,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }
         };
-        if let Err(error) = reload_on_hangup(app.reloader(), args.config.clone()) {
-            eprintln!("oidc-authz: cannot handle SIGHUP: {error}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
+        reload_on_hangup(hangups, app.reloader(), args.config.clone());
         match server::run(grpc, admin, app, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

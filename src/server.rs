@@ -33,7 +33,8 @@ use crate::session::{SessionStore, Sessions};
 /// The assembled service.
 pub struct App {
     pub gateway: Arc<Gateway>,
-    /// The `default` provider's flow (the only one without `providers:`).
+    /// The `default` provider's flow at start (the only one without `providers:`); after a
+    /// reload, `gateway.default_flow()` is the one in force.
     pub flow: Arc<Flow>,
     trust_forwarded_headers: bool,
     shutdown: ShutdownPeriods,
