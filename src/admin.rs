@@ -63,8 +63,8 @@ async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
 
 async fn metrics(State(state): State<AdminState>) -> ([(&'static str, &'static str); 1], String) {
     let gateway = &state.gateway;
-    let providers: Vec<ProviderView<'_>> = gateway
-        .flows()
+    let flows = gateway.flows();
+    let providers: Vec<ProviderView<'_>> = flows
         .iter()
         .map(|named| ProviderView {
             name: named.name.as_str(),

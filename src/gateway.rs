@@ -4,10 +4,11 @@
 //! its route names (`RequestView::policy_name`, none: `default`) by the flow of the policy's
 //! `provider:`. Each flow has its own IdP client, cookies and session namespace, so a session of
 //! one provider never satisfies another's policy, and one IdP being down fails only the routes of
-//! its provider. Knows nothing of Envoy's protos.
+//! its provider. A reload replaces the flows whole (`Gateway::replace`). Knows nothing of Envoy's
+//! protos.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::config::DEFAULT_PROVIDER;
 use crate::error::Error;
@@ -16,12 +17,15 @@ use crate::metrics::Metrics;
 use crate::policy::Policies;
 
 /// A provider's flow, by name.
+#[derive(Clone)]
 pub struct NamedFlow {
     pub name: String,
     pub flow: Arc<Flow>,
 }
 
-pub struct Gateway {
+/// The flows of one configuration, and which of them decides a request. Replaced whole by a
+/// reload (`Gateway::replace`); a Check keeps the one it started with.
+pub struct Routes {
     /// `default` first.
     flows: Vec<NamedFlow>,
     /// Each flow's own paths (callback, logout, back-channel logout) → its index in `flows`.
@@ -29,13 +33,64 @@ pub struct Gateway {
     own_paths: HashMap<String, usize>,
     /// Every policy (the same in every provider's config).
     policies: Policies,
-    /// Shared by every flow.
+}
+
+pub struct Gateway {
+    /// The routes in force. A Check reads it once (a read lock held for one `Arc` clone, never
+    /// across an `.await`), so a reload never waits for Checks and a Check never sees half of two
+    /// configurations.
+    current: RwLock<Arc<Routes>>,
+    /// Shared by every flow, and kept across reloads.
     metrics: Arc<Metrics>,
 }
 
 impl Gateway {
     /// `flows` must start with `default` and share `metrics` (`Flow::with_metrics`).
     pub fn new(flows: Vec<NamedFlow>, metrics: Arc<Metrics>) -> Self {
+        Gateway {
+            current: RwLock::new(Arc::new(Routes::new(flows))),
+            metrics,
+        }
+    }
+
+    /// Puts `flows` (of a new configuration, sharing this gateway's `metrics`) in force for the
+    /// next Checks; Checks in flight finish with the flows they started with.
+    pub fn replace(&self, flows: Vec<NamedFlow>) {
+        let routes = Arc::new(Routes::new(flows));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = routes;
+    }
+
+    fn current(&self) -> Arc<Routes> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The `default` provider's flow in force now.
+    pub fn default_flow(&self) -> Arc<Flow> {
+        Arc::clone(&self.current().flows[0].flow)
+    }
+
+    /// Every provider's flow in force now, `default` first.
+    pub fn flows(&self) -> Vec<NamedFlow> {
+        self.current().flows.clone()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The counters every flow shares, for the flows of a reloaded configuration.
+    pub fn shared_metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Decides one request with the routes in force when it arrived.
+    pub async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
+        self.current().check(request).await
+    }
+}
+
+impl Routes {
+    fn new(flows: Vec<NamedFlow>) -> Self {
         assert!(
             flows.first().is_some_and(|f| f.name == DEFAULT_PROVIDER),
             "the default provider's flow comes first"
@@ -47,30 +102,16 @@ impl Gateway {
             }
         }
         let policies = flows[0].flow.policies().clone();
-        Gateway {
+        Routes {
             flows,
             own_paths,
             policies,
-            metrics,
         }
-    }
-
-    pub fn default_flow(&self) -> &Arc<Flow> {
-        &self.flows[0].flow
-    }
-
-    /// Every provider's flow, `default` first.
-    pub fn flows(&self) -> &[NamedFlow] {
-        &self.flows
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     /// Decides one request: with the flow that owns its path, else under the route's policy with
     /// the flow of the policy's provider. An unknown policy fails closed (`Error::UnknownPolicy`).
-    pub async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
+    async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
         if let Some(&index) = self.own_paths.get(&request.path) {
             return self.flows[index].flow.check(request).await;
         }

@@ -17,7 +17,8 @@
 //! - [`config`], [`error`] (every failure mapped to an answer in one place), [`admin`]
 //!   (health, readiness, [`metrics`]), [`readiness`] (gRPC health and `/readyz`: discovered,
 //!   draining), [`telemetry`], [`log_limit`] (one line per second per error kind), [`server`]
-//!   (wiring, `run`, drain on shutdown).
+//!   (wiring, `run`, drain on shutdown), [`reload`] (SIGHUP: a validated config swapped in, or
+//!   refused).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod policy;
 pub mod readiness;
+pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod session;

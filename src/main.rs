@@ -1,12 +1,14 @@
 //! The `oidc-authz` binary: read the config (exit 64 listing every problem, before binding any
-//! port), bind, serve until SIGINT/SIGTERM, then drain (`server::run`: NOT_SERVING for
+//! port), bind, serve until SIGINT/SIGTERM (SIGHUP reloads the config: `reload.rs`), then drain (`server::run`: NOT_SERVING for
 //! `shutdown_drain_period` while still answering, then at most `shutdown_grace_period` for Checks
 //! in flight). `--check-config` stops after validation.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use oidc_authz::config;
+use oidc_authz::reload::Reloader;
 use oidc_authz::server::{self, App, GrpcListener};
 use oidc_authz::telemetry;
 
@@ -19,7 +21,10 @@ const USAGE: &str = "usage: oidc-authz [--config FILE] [--check-config]
   --config FILE    YAML configuration; every key can be overridden by OIDC_AUTHZ_<KEY>
                    (nested keys with __, e.g. OIDC_AUTHZ_REDIS__URL)
   --check-config   validate the configuration and exit (0 when valid)
-  --version        print the version";
+  --version        print the version
+
+Signals: SIGTERM/SIGINT drain and exit; SIGHUP re-reads the configuration (a bad one is refused
+and logged, the one in force keeps serving)";
 
 struct Args {
     config: Option<PathBuf>,
@@ -74,6 +79,21 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// Reloads the config on every SIGHUP of `hangups`, one at a time, until the process ends.
+fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reloader: Arc<Reloader>,
+    path: Option<PathBuf>,
+) {
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            // Logged and counted by the reloader; a refused reload leaves the config in force.
+            let _ = reloader.reload(path.as_deref()).await;
+        }
+    });
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(args) => args,
@@ -108,6 +128,16 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Taken over before anything else, so that a SIGHUP never has its default effect (exit);
+        // one that comes before the app is built is applied once it is.
+        let hangups =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(hangups) => hangups,
+                Err(error) => {
+                    eprintln!("oidc-authz: cannot handle SIGHUP: {error}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            };
         let grpc = GrpcListener::bind(&config.listen).await;
         let admin = server::bind_reusable(config.admin_listen);
         let (grpc, admin) = match (grpc, admin) {
@@ -129,6 +159,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }
         };
+        reload_on_hangup(hangups, app.reloader(), args.config.clone());
         match server::run(grpc, admin, app, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

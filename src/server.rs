@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::oidc::IdentityProvider;
 use crate::oidc::provider::{Provider, ProviderSettings};
 use crate::readiness::Readiness;
+use crate::reload::Reloader;
 use crate::secret::Secret;
 use crate::session::memory::MemoryStore;
 use crate::session::redis::{RedisStore, RedisTls, RedisTopology};
@@ -32,10 +33,13 @@ use crate::session::{SessionStore, Sessions};
 /// The assembled service.
 pub struct App {
     pub gateway: Arc<Gateway>,
-    /// The `default` provider's flow (the only one without `providers:`).
+    /// The `default` provider's flow at start (the only one without `providers:`); after a
+    /// reload, `gateway.default_flow()` is the one in force.
     pub flow: Arc<Flow>,
     trust_forwarded_headers: bool,
     shutdown: ShutdownPeriods,
+    /// Applies a re-read config to `gateway` (SIGHUP).
+    reloader: Arc<Reloader>,
 }
 
 /// Each provider's IdP client, by provider name.
@@ -47,6 +51,7 @@ impl App {
     pub fn build(config: Config) -> Result<App, String> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut providers: IdentityProviders = Vec::new();
+        let mut discovery_tasks = Vec::new();
         for name in config.provider_names() {
             let provider_config = config.for_provider(name).expect("a configured provider");
             let provider = Provider::new(
@@ -54,56 +59,15 @@ impl App {
                 Arc::clone(&clock),
             )
             .map_err(|error| format!("provider `{name}`: {error}"))?;
-            provider.spawn_discovery();
+            discovery_tasks.push((name.to_owned(), provider.spawn_discovery().abort_handle()));
             providers.push((name.to_owned(), provider));
         }
-        let store: Arc<dyn SessionStore> = match &config.session_storage {
-            SessionStorage::Memory => {
-                Arc::new(MemoryStore::with_max_bytes(config.memory_max_bytes))
-            }
-            SessionStorage::Redis(redis) => {
-                let exposed =
-                    |urls: &[Secret]| urls.iter().map(|u| u.expose().to_owned()).collect();
-                let topology = match &redis.mode {
-                    RedisMode::Single { url } => RedisTopology::Single {
-                        url: url.expose().to_owned(),
-                    },
-                    RedisMode::Cluster { urls } => RedisTopology::Cluster {
-                        urls: exposed(urls),
-                    },
-                    RedisMode::Sentinel {
-                        urls,
-                        master_name,
-                        db,
-                        username,
-                        password,
-                    } => RedisTopology::Sentinel {
-                        urls: exposed(urls),
-                        master_name: master_name.clone(),
-                        db: *db,
-                        username: username.clone(),
-                        password: password.as_ref().map(|p| p.expose().to_owned()),
-                    },
-                };
-                let tls = RedisTls {
-                    ca_pem: redis.tls.ca_pem.clone().map(String::into_bytes),
-                    client_pem: redis
-                        .tls
-                        .client_cert_pem
-                        .clone()
-                        .zip(redis.tls.client_key_pem.as_ref())
-                        .map(|(cert, key)| (cert.into_bytes(), key.expose().as_bytes().to_vec())),
-                };
-                Arc::new(RedisStore::with_tls(
-                    &topology,
-                    &tls,
-                    &redis.key_prefix,
-                    redis.pool_size,
-                    redis.command_timeout,
-                )?)
-            }
-        };
-        Self::assemble_providers(config, store, providers, clock)
+        let store = build_store(&config)?;
+        let app = Self::assemble_providers(config, store, providers, clock)?;
+        for (name, task) in discovery_tasks {
+            app.reloader.discovery_started(&name, task);
+        }
+        Ok(app)
     }
 
     /// Builds with the given parts for a config with only the `default` provider; tests pass
@@ -127,48 +91,124 @@ impl App {
     pub fn assemble_providers(
         config: Config,
         store: Arc<dyn SessionStore>,
-        mut providers: IdentityProviders,
+        providers: IdentityProviders,
         clock: Arc<dyn Clock>,
     ) -> Result<App, String> {
-        let keys = Arc::new(KeyRing::from_secrets(&config.session_secrets)?);
         let metrics = Arc::new(Metrics::default());
-        let session_cookie_names = config.session_cookie_names();
-        let mut flows = Vec::new();
-        for name in config.provider_names() {
-            let position = providers
-                .iter()
-                .position(|(given, _)| given == name)
-                .ok_or_else(|| format!("no IdP client given for provider `{name}`"))?;
-            let (_, provider) = providers.swap_remove(position);
-            let sessions = Sessions::new(Arc::clone(&store), Arc::clone(&keys));
-            let sessions = if name == DEFAULT_PROVIDER {
-                sessions
-            } else {
-                sessions.in_namespace(name)
-            };
-            let provider_config = config.for_provider(name).expect("a configured provider");
-            let flow = Flow::new(
-                Arc::new(provider_config),
-                Arc::clone(&keys),
-                sessions,
-                provider,
-                Arc::clone(&clock),
-            )
-            .with_metrics(Arc::clone(&metrics))
-            .hiding_cookies_of(&session_cookie_names);
-            flows.push(NamedFlow {
-                name: name.to_owned(),
-                flow: Arc::new(flow),
-            });
-        }
-        let gateway = Gateway::new(flows, metrics);
+        let flows = build_flows(&config, &store, &providers, &clock, &metrics)?;
+        let gateway = Arc::new(Gateway::new(flows, metrics));
+        let reloader = Arc::new(Reloader::new(
+            Arc::clone(&gateway),
+            config.clone(),
+            store,
+            providers,
+            clock,
+        ));
         Ok(App {
-            flow: Arc::clone(gateway.default_flow()),
-            gateway: Arc::new(gateway),
+            flow: gateway.default_flow(),
+            gateway,
             trust_forwarded_headers: config.trust_forwarded_headers,
             shutdown: config.shutdown,
+            reloader,
         })
     }
+
+    /// What the signal handler calls on SIGHUP: re-reads the config and applies it to this app's
+    /// gateway, or keeps the one in force (`reload.rs`).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        Arc::clone(&self.reloader)
+    }
+}
+
+/// One flow per configured provider, each with the IdP client `providers` names for it, its own
+/// cookies and its own namespace in the shared `store`, all counting into `metrics`. Used at start
+/// and by every reload.
+pub(crate) fn build_flows(
+    config: &Config,
+    store: &Arc<dyn SessionStore>,
+    providers: &IdentityProviders,
+    clock: &Arc<dyn Clock>,
+    metrics: &Arc<Metrics>,
+) -> Result<Vec<NamedFlow>, String> {
+    let keys = Arc::new(KeyRing::from_secrets(&config.session_secrets)?);
+    let session_cookie_names = config.session_cookie_names();
+    let mut flows = Vec::new();
+    for name in config.provider_names() {
+        let provider = providers
+            .iter()
+            .find(|(given, _)| given == name)
+            .map(|(_, provider)| Arc::clone(provider))
+            .ok_or_else(|| format!("no IdP client given for provider `{name}`"))?;
+        let sessions = Sessions::new(Arc::clone(store), Arc::clone(&keys));
+        let sessions = if name == DEFAULT_PROVIDER {
+            sessions
+        } else {
+            sessions.in_namespace(name)
+        };
+        let provider_config = config.for_provider(name).expect("a configured provider");
+        let flow = Flow::new(
+            Arc::new(provider_config),
+            Arc::clone(&keys),
+            sessions,
+            provider,
+            Arc::clone(clock),
+        )
+        .with_metrics(Arc::clone(metrics))
+        .hiding_cookies_of(&session_cookie_names);
+        flows.push(NamedFlow {
+            name: name.to_owned(),
+            flow: Arc::new(flow),
+        });
+    }
+    Ok(flows)
+}
+
+/// The session store `config` names. Built once: a reload keeps it (`reload.rs`).
+fn build_store(config: &Config) -> Result<Arc<dyn SessionStore>, String> {
+    let store: Arc<dyn SessionStore> = match &config.session_storage {
+        SessionStorage::Memory => Arc::new(MemoryStore::with_max_bytes(config.memory_max_bytes)),
+        SessionStorage::Redis(redis) => {
+            let exposed = |urls: &[Secret]| urls.iter().map(|u| u.expose().to_owned()).collect();
+            let topology = match &redis.mode {
+                RedisMode::Single { url } => RedisTopology::Single {
+                    url: url.expose().to_owned(),
+                },
+                RedisMode::Cluster { urls } => RedisTopology::Cluster {
+                    urls: exposed(urls),
+                },
+                RedisMode::Sentinel {
+                    urls,
+                    master_name,
+                    db,
+                    username,
+                    password,
+                } => RedisTopology::Sentinel {
+                    urls: exposed(urls),
+                    master_name: master_name.clone(),
+                    db: *db,
+                    username: username.clone(),
+                    password: password.as_ref().map(|p| p.expose().to_owned()),
+                },
+            };
+            let tls = RedisTls {
+                ca_pem: redis.tls.ca_pem.clone().map(String::into_bytes),
+                client_pem: redis
+                    .tls
+                    .client_cert_pem
+                    .clone()
+                    .zip(redis.tls.client_key_pem.as_ref())
+                    .map(|(cert, key)| (cert.into_bytes(), key.expose().as_bytes().to_vec())),
+            };
+            Arc::new(RedisStore::with_tls(
+                &topology,
+                &tls,
+                &redis.key_prefix,
+                redis.pool_size,
+                redis.command_timeout,
+            )?)
+        }
+    };
+    Ok(store)
 }
 
 /// Where gRPC Check is served: a TCP port, or a Unix socket whose file is removed when serving ends.
@@ -261,7 +301,7 @@ pub async fn run(
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = Arc::new(Readiness::new(health_reporter).await);
     let discovery_watch = tokio::spawn(serve_once_discovered(
-        Arc::clone(app.gateway.default_flow()),
+        Arc::clone(&app.gateway),
         Arc::clone(&readiness),
     ));
     let authz = AuthzService::new(Arc::clone(&app.gateway), app.trust_forwarded_headers);
@@ -343,9 +383,11 @@ async fn drain_on<E>(
 /// SERVING once the IdP has been discovered: before that, a Check that needs the IdP can only
 /// answer "could not decide", so Envoy should prefer a replica that can. Polls every 50 ms
 /// (discovery is the provider's background task); stops once discovered, or when `run` aborts it.
-async fn serve_once_discovered(flow: Arc<Flow>, readiness: Arc<Readiness>) {
+/// Asks the gateway each time: a reload may have put in force a default provider already
+/// discovered, replacing one that never will be.
+async fn serve_once_discovered(gateway: Arc<Gateway>, readiness: Arc<Readiness>) {
     const POLL: std::time::Duration = std::time::Duration::from_millis(50);
-    while flow.provider().metadata().is_none() {
+    while gateway.default_flow().provider().metadata().is_none() {
         tokio::time::sleep(POLL).await;
     }
     readiness.mark_discovered().await;

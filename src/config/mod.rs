@@ -86,7 +86,7 @@ impl RedirectUri {
 
 /// Which Redis: exactly one of `redis.url`, `redis.cluster_urls`, `redis.sentinel`. URLs may hold
 /// passwords: they are `Secret`s, printed only as `[redacted]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RedisMode {
     /// `redis.url`: one server.
     Single { url: Secret },
@@ -122,7 +122,7 @@ impl std::fmt::Display for ListenAddress {
 }
 
 /// PEM read from `redis.ca_file`, `redis.cert_file` and `redis.key_file`, for `rediss://`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RedisTlsFiles {
     /// CAs that sign the servers' certificates, instead of the system's.
     pub ca_pem: Option<String>,
@@ -131,7 +131,7 @@ pub struct RedisTlsFiles {
     pub client_key_pem: Option<Secret>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RedisConfig {
     pub mode: RedisMode,
     /// Boxed: most configurations have none, and `SessionStorage` stays small.
@@ -141,7 +141,7 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SessionStorage {
     Memory,
     Redis(RedisConfig),

@@ -50,6 +50,16 @@ label_values!(RefreshOutcome, "result", {
 
 label_values!(FailureCause, "cause", { Store => "store", Idp => "idp", Other => "other" });
 
+/// How a config reload (SIGHUP) ended.
+#[derive(Debug, Clone, Copy)]
+enum ReloadResult {
+    /// Validated and swapped in.
+    Ok,
+    /// Refused: the old config kept serving.
+    Refused,
+}
+label_values!(ReloadResult, "result", { Ok => "ok", Refused => "refused" });
+
 #[derive(Debug, Clone, Copy)]
 enum LogoutKind {
     RpInitiated,
@@ -136,6 +146,7 @@ pub struct Metrics {
     sessions_ended: Fixed<SessionEndReason, Counter>,
     store_duration: Fixed<StoreOperation, LatencyHistogram>,
     store_errors: Fixed<StoreOperation, Counter>,
+    config_reloads: Fixed<ReloadResult, Counter>,
 }
 
 impl Metrics {
@@ -146,6 +157,15 @@ impl Metrics {
 
     /// A Check that could not be decided (also counted as `outcome="error"`), by what it depended
     /// on.
+    pub fn record_config_reload(&self, applied: bool) {
+        let result = if applied {
+            ReloadResult::Ok
+        } else {
+            ReloadResult::Refused
+        };
+        self.config_reloads.get(result).inc();
+    }
+
     pub fn record_check_failure(&self, cause: FailureCause) {
         self.check_failures.get(cause).inc();
     }
@@ -292,6 +312,11 @@ impl Metrics {
             "Session store commands that failed, by operation class",
             self.store_errors.clone(),
         );
+        registry.register(
+            "oidc_authz_config_reloads",
+            "Config reloads (SIGHUP) by result; refused ones left the old config serving",
+            self.config_reloads.clone(),
+        );
     }
 }
 
@@ -403,6 +428,7 @@ mod tests {
         metrics.record_check_failure(FailureCause::Store);
         metrics.record_check_failure(FailureCause::Idp);
         metrics.record_check_cancelled();
+        metrics.record_config_reload(false);
         metrics.record_stale_token_allow();
         metrics.record_stale_token_allow();
         metrics.record_stale_token_allow();
@@ -417,6 +443,7 @@ mod tests {
             "oidc_authz_check_failures_total{cause=\"store\"} 2",
             "oidc_authz_check_failures_total{cause=\"idp\"} 1",
             "oidc_authz_check_failures_total{cause=\"other\"} 0",
+            "oidc_authz_config_reloads_total{result=\"refused\"} 1",
             "# TYPE oidc_authz_checks_cancelled_total counter",
             "oidc_authz_checks_cancelled_total 1",
             "# TYPE oidc_authz_stale_token_allows_total counter",
@@ -434,7 +461,7 @@ mod tests {
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
-        assert_eq!(helps, 18, "{text}");
+        assert_eq!(helps, 19, "{text}");
     }
 
     #[tokio::test]

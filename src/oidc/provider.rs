@@ -55,6 +55,7 @@ struct Discovered {
 }
 
 /// Client credentials, as configured.
+#[derive(PartialEq)]
 pub struct ClientCredentials {
     pub client_id: String,
     pub client_secret: Secret,
@@ -95,6 +96,8 @@ pub struct Provider {
     metrics: IdpMetrics,
 }
 
+/// Equal settings make an equal client: a reload keeps the `Provider` (and its discovery) then.
+#[derive(PartialEq)]
 pub struct ProviderSettings {
     pub issuer: Url,
     pub client: ClientCredentials,

@@ -135,6 +135,8 @@ impl SessionStore for SwitchableStore {
 pub struct Authz {
     /// The running server's flow, for tests that call `Flow::check` directly (no gRPC).
     pub flow: Arc<oidc_authz::flow::Flow>,
+    /// What SIGHUP calls in the binary: re-reads a config file and puts it in force.
+    pub reloader: Arc<oidc_authz::reload::Reloader>,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     client: AuthorizationClient<Channel>,
@@ -257,6 +259,7 @@ impl Authz {
         }
         let app = App::assemble_providers(config, store, providers, clock).unwrap();
         let flow = Arc::clone(&app.flow);
+        let reloader = app.reloader();
         let grpc = match grpc_listener {
             Some(listener) => listener,
             None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -274,6 +277,7 @@ impl Authz {
         let client = AuthorizationClient::new(channel.connect_lazy());
         Authz {
             flow,
+            reloader,
             addr,
             admin: admin_addr,
             client,
