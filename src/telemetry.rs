@@ -222,10 +222,12 @@ impl opentelemetry_sdk::trace::SpanExporter for OnOwnRuntime {
     }
 }
 
-/// The span of one Check, continuing the caller's trace (W3C `traceparent`/`tracestate` among
-/// the forwarded headers). `decision`, `policy` and `provider` are recorded as they are known.
-/// At ERROR level so that every log line of the Check, at any log level, carries `request_id`.
-pub fn check_span(view: &RequestView) -> tracing::Span {
+/// The span of one Check, continuing the caller's trace: W3C `traceparent`/`tracestate` from the
+/// Check call's own gRPC metadata (Envoy with tracing on sends its ext_authz span there), else
+/// from the forwarded request headers (the client's). `decision`, `policy` and `provider` are
+/// recorded as they are known. At ERROR level so that every log line of the Check, at any log
+/// level, carries `request_id`.
+pub fn check_span(view: &RequestView, metadata: &tonic::metadata::MetadataMap) -> tracing::Span {
     let span = tracing::error_span!(
         "check",
         otel.kind = "server",
@@ -243,17 +245,28 @@ pub fn check_span(view: &RequestView) -> tracing::Span {
     {
         span.record("request_id", id);
     }
-    let parent = TraceContextPropagator::new().extract(&trace_headers(&view.headers));
+    let parent = TraceContextPropagator::new().extract(&trace_headers(metadata, &view.headers));
     // Fails only when traces are off (no OpenTelemetry layer): nothing to continue then.
     let _ = span.set_parent(parent);
     span
 }
 
-/// Only the propagation headers reach the propagator.
-fn trace_headers(headers: &HashMap<String, String>) -> HashMap<String, String> {
+/// Only the propagation headers reach the propagator: the gRPC call's when it has a
+/// `traceparent`, else the forwarded request's.
+fn trace_headers(
+    metadata: &tonic::metadata::MetadataMap,
+    headers: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    let from_metadata = |name: &str| Some(metadata.get(name)?.to_str().ok()?.to_owned());
+    let from_request = |name: &str| headers.get(name).cloned();
+    let lookup: &dyn Fn(&str) -> Option<String> = if from_metadata("traceparent").is_some() {
+        &from_metadata
+    } else {
+        &from_request
+    };
     ["traceparent", "tracestate"]
         .into_iter()
-        .filter_map(|name| Some((name.to_owned(), headers.get(name)?.clone())))
+        .filter_map(|name| Some((name.to_owned(), lookup(name)?)))
         .collect()
 }
 
@@ -390,7 +403,7 @@ mod tests {
             ..Default::default()
         };
         tracing::subscriber::with_default(subscriber, || {
-            let span = check_span(&view);
+            let span = check_span(&view, &tonic::metadata::MetadataMap::new());
             let _entered = span.enter();
             tracing::warn!("store unreachable");
         });
@@ -398,6 +411,32 @@ mod tests {
         assert!(text.contains("request_id=\"req-7\""), "{text}");
         assert!(text.contains("store unreachable"), "{text}");
         assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn the_check_calls_own_trace_context_wins_over_the_forwarded_one() {
+        let forwarded: HashMap<String, String> = [
+            ("traceparent".to_string(), "00-aa-01".to_string()),
+            ("tracestate".to_string(), "client=1".to_string()),
+            ("cookie".to_string(), "session=secret".to_string()),
+        ]
+        .into();
+        let none = tonic::metadata::MetadataMap::new();
+        assert_eq!(
+            trace_headers(&none, &forwarded),
+            [
+                ("traceparent".to_string(), "00-aa-01".to_string()),
+                ("tracestate".to_string(), "client=1".to_string()),
+            ]
+            .into()
+        );
+        let mut envoy = tonic::metadata::MetadataMap::new();
+        envoy.insert("traceparent", "00-bb-01".parse().unwrap());
+        assert_eq!(
+            trace_headers(&envoy, &forwarded),
+            [("traceparent".to_string(), "00-bb-01".to_string())].into(),
+            "no mix of the two contexts"
+        );
     }
 
     #[test]

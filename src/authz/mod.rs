@@ -74,9 +74,10 @@ impl Authorization for AuthzService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let started = std::time::Instant::now();
-        let view = request::request_view(request.into_inner(), self.trust_forwarded_headers);
+        let (metadata, _, check) = request.into_parts();
+        let view = request::request_view(check, self.trust_forwarded_headers);
         // One span per Check, continuing the caller's trace; its fields are on every log line.
-        let span = crate::telemetry::check_span(&view);
+        let span = crate::telemetry::check_span(&view, &metadata);
         self.decide(view, started).instrument(span).await
     }
 }
