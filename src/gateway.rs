@@ -112,10 +112,14 @@ impl Routes {
     /// Decides one request: with the flow that owns its path, else under the route's policy with
     /// the flow of the policy's provider. An unknown policy fails closed (`Error::UnknownPolicy`).
     async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
+        let span = tracing::Span::current();
         if let Some(&index) = self.own_paths.get(&request.path) {
+            span.record("provider", self.flows[index].name.as_str());
             return self.flows[index].flow.check(request).await;
         }
         let policy = self.policies.select(request.policy_name.as_deref())?;
+        span.record("policy", policy.name.as_str());
+        span.record("provider", policy.provider.as_str());
         self.flow_named(&policy.provider)?
             .check_policy(request, policy)
             .await

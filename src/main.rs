@@ -116,7 +116,8 @@ fn main() -> ExitCode {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
     }
-    telemetry::init(config.log_format, &config.log_level);
+    // Dropped when `main` returns: queued spans are exported then.
+    let _telemetry = telemetry::init(config.log_format, &config.log_level, &config.otel);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

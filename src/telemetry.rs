@@ -1,19 +1,447 @@
-//! Logging setup: `tracing` to stderr, as text or JSON, level from config or `RUST_LOG`. Tokens,
-//! codes, cookies and keys never reach a log line: they are `Secret`s or sealed records, and no
-//! span records request headers.
+//! Logging and traces. Logs: `tracing` to stderr, as text or JSON, level from config or
+//! `RUST_LOG`. Traces: OpenTelemetry over OTLP/gRPC, off unless `otel.endpoint` or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`/`OTEL_EXPORTER_OTLP_ENDPOINT` names a collector; only
+//! this crate's spans are exported (one `check` span per Check, `store.*` and `idp.*` children).
+//!
+//! Tokens, codes, cookies and keys never reach a log line or a span: they are `Secret`s or
+//! sealed records, and the `check` span carries only the decision, policy, provider, HTTP method
+//! and a checked `x-request-id` (`check_span`), never a header value otherwise, a query or a body.
+//!
+//! An unreachable collector never slows a Check: spans go to a bounded queue (drops are logged
+//! once, then counted and logged at shutdown by the SDK) exported by the SDK's own thread, which
+//! drives the gRPC client on a one-worker runtime of its own (`OnOwnRuntime`).
 
-use crate::config::LogFormat;
+use std::collections::HashMap;
+use std::time::Duration;
 
-pub fn init(format: LogFormat, level: &str) {
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use tracing::Level;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{LogFormat, OtelSettings, collector_url};
+use crate::flow::RequestView;
+
+pub const DEFAULT_SERVICE_NAME: &str = "oidc-authz";
+const TRACES_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+const SERVICE_NAME_VAR: &str = "OTEL_SERVICE_NAME";
+/// One export may take this long; the SDK thread waits, Checks do not.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Spans waiting for export; beyond this they are dropped.
+const MAX_QUEUED_SPANS: usize = 4096;
+/// Longer request ids are cut (Envoy's are UUIDs, 36 characters).
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Where traces go, once the config and the environment are combined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceTarget {
+    pub endpoint: String,
+    pub service_name: String,
+}
+
+/// `otel.endpoint`, else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`;
+/// `None`: traces off. `otel.service_name`, else `OTEL_SERVICE_NAME`, else `oidc-authz`. A bad
+/// endpoint in the environment is an error (the config's was checked at load).
+pub fn trace_target(
+    otel: &OtelSettings,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<TraceTarget>, String> {
+    let from_env = [TRACES_ENDPOINT_VAR, ENDPOINT_VAR]
+        .into_iter()
+        .find_map(|name| env(name).filter(|v| !v.is_empty()).map(|v| (name, v)));
+    let endpoint = match (&otel.endpoint, from_env) {
+        (Some(url), _) => url.to_string(),
+        (None, Some((name, value))) => collector_url(&value)
+            .map_err(|problem| format!("{name}: {problem}"))?
+            .to_string(),
+        (None, None) => return Ok(None),
+    };
+    let service_name = otel
+        .service_name
+        .clone()
+        .or_else(|| env(SERVICE_NAME_VAR).filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned());
+    Ok(Some(TraceTarget {
+        endpoint,
+        service_name,
+    }))
+}
+
+/// Keeps the trace exporter; dropping it exports what is queued (bounded by the export timeout).
+#[must_use = "dropping it stops trace export"]
+pub struct Telemetry {
+    traces: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn traces_enabled(&self) -> bool {
+        self.traces.is_some()
+    }
+
+    /// Exports every span ended so far (blocks for at most the export timeout).
+    pub fn flush(&self) {
+        if let Some(provider) = &self.traces
+            && let Err(error) = provider.force_flush()
+        {
+            tracing::warn!(%error, "trace export failed");
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.traces.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("oidc-authz: trace export at shutdown failed: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber: logs, plus traces when `trace_target` names a collector.
+/// A second call (tests) keeps the first subscriber and exports nothing of its own.
+pub fn init(format: LogFormat, level: &str, otel: &OtelSettings) -> Telemetry {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // `try_init`: a second call (tests) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+    }
+    .with_filter(filter);
+    let target = match trace_target(otel, |name| std::env::var(name).ok()) {
+        Ok(target) => target,
+        Err(problem) => {
+            eprintln!("oidc-authz: traces off: {problem}");
+            None
+        }
     };
+    let provider = target
+        .as_ref()
+        .and_then(|target| match tracer_provider(target) {
+            Ok(provider) => Some(provider),
+            Err(problem) => {
+                eprintln!("oidc-authz: traces off: {problem}");
+                None
+            }
+        });
+    // Only this crate's spans (and events inside them): not tonic's, hyper's or the exporter's own.
+    let traces = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(DEFAULT_SERVICE_NAME))
+            .with_filter(
+                tracing_subscriber::filter::Targets::new().with_target("oidc_authz", Level::INFO),
+            )
+    });
+    let installed = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .try_init()
+        .is_ok();
+    if !installed && let Some(provider) = &provider {
+        let _ = provider.shutdown();
+    }
+    Telemetry {
+        traces: provider.filter(|_| installed),
+    }
+}
+
+fn tracer_provider(target: &TraceTarget) -> Result<SdkTracerProvider, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otel-export")
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the export runtime: {error}"))?;
+    let exporter = {
+        let _entered = runtime.enter();
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(target.endpoint.clone())
+            .with_timeout(EXPORT_TIMEOUT)
+            .build()
+            .map_err(|error| format!("cannot build the OTLP exporter: {error}"))?
+    };
+    let processor = BatchSpanProcessor::builder(OnOwnRuntime {
+        runtime,
+        inner: exporter,
+    })
+    .with_batch_config(
+        BatchConfigBuilder::default()
+            .with_max_queue_size(MAX_QUEUED_SPANS)
+            .build(),
+    )
+    .build();
+    let resource = opentelemetry_sdk::Resource::builder_empty()
+        .with_service_name(target.service_name.clone())
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource)
+        .build())
+}
+
+/// The OTLP exporter run on a runtime of its own: the batch processor calls `export` on its own
+/// thread (no runtime there), and tonic needs one. Dropped with the processor, on that thread.
+#[derive(Debug)]
+struct OnOwnRuntime {
+    runtime: tokio::runtime::Runtime,
+    inner: opentelemetry_otlp::SpanExporter,
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for OnOwnRuntime {
+    fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        std::future::ready(self.runtime.block_on(self.inner.export(batch)))
+    }
+
+    fn shutdown_with_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The span of one Check, continuing the caller's trace: W3C `traceparent`/`tracestate` from the
+/// Check call's own gRPC metadata (Envoy with tracing on sends its ext_authz span there), else
+/// from the forwarded request headers (the client's). `decision`, `policy` and `provider` are
+/// recorded as they are known. At ERROR level so that every log line of the Check, at any log
+/// level, carries `request_id`.
+pub fn check_span(view: &RequestView, metadata: &tonic::metadata::MetadataMap) -> tracing::Span {
+    let span = tracing::error_span!(
+        "check",
+        otel.kind = "server",
+        http.request.method = http_method(&view.method),
+        request_id = tracing::field::Empty,
+        decision = tracing::field::Empty,
+        policy = tracing::field::Empty,
+        provider = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    if let Some(id) = view
+        .headers
+        .get("x-request-id")
+        .and_then(|id| request_id(id))
+    {
+        span.record("request_id", id);
+    }
+    let parent = TraceContextPropagator::new().extract(&trace_headers(metadata, &view.headers));
+    // Fails only when traces are off (no OpenTelemetry layer): nothing to continue then.
+    let _ = span.set_parent(parent);
+    span
+}
+
+/// Only the propagation headers reach the propagator: the gRPC call's when it has a
+/// `traceparent`, else the forwarded request's.
+fn trace_headers(
+    metadata: &tonic::metadata::MetadataMap,
+    headers: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    let from_metadata = |name: &str| Some(metadata.get(name)?.to_str().ok()?.to_owned());
+    let from_request = |name: &str| headers.get(name).cloned();
+    let lookup: &dyn Fn(&str) -> Option<String> = if from_metadata("traceparent").is_some() {
+        &from_metadata
+    } else {
+        &from_request
+    };
+    ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), lookup(name)?)))
+        .collect()
+}
+
+/// `x-request-id` when it is printable ASCII (no spaces), cut at `MAX_REQUEST_ID_LEN`.
+fn request_id(value: &str) -> Option<&str> {
+    // `None` when the cut falls inside a multi-byte character: not ASCII anyway.
+    let value = value.get(..value.len().min(MAX_REQUEST_ID_LEN))?;
+    let printable = !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic());
+    printable.then_some(value)
+}
+
+/// The method when it is a standard one, `_OTHER` otherwise (OpenTelemetry's HTTP conventions).
+fn http_method(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("_OTHER")
+}
+
+/// Records the Check's decision (`allow`, `redirect`, `deny` or `error`) on its span.
+pub fn record_decision(span: &tracing::Span, decision: &'static str) {
+    span.record("decision", decision);
+    if decision == "error" {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        }
+    }
+
+    #[test]
+    fn traces_are_off_unless_an_endpoint_is_named() {
+        let none = OtelSettings::default();
+        assert_eq!(trace_target(&none, env(&[])).unwrap(), None);
+        assert_eq!(
+            trace_target(&none, env(&[(SERVICE_NAME_VAR, "x")])).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn config_wins_then_the_traces_variable_then_the_generic_one() {
+        let configured = OtelSettings {
+            endpoint: Some("http://127.0.0.1:4317".parse().unwrap()),
+            service_name: None,
+        };
+        let vars = env(&[
+            (TRACES_ENDPOINT_VAR, "http://traces:4317"),
+            (ENDPOINT_VAR, "http://generic:4317"),
+            (SERVICE_NAME_VAR, "from-env"),
+        ]);
+        let target = trace_target(&configured, &vars).unwrap().unwrap();
+        assert_eq!(target.endpoint, "http://127.0.0.1:4317/");
+        assert_eq!(target.service_name, "from-env");
+        let target = trace_target(&OtelSettings::default(), &vars)
+            .unwrap()
+            .unwrap();
+        assert_eq!(target.endpoint, "http://traces:4317/");
+        let target = trace_target(
+            &OtelSettings::default(),
+            env(&[(ENDPOINT_VAR, "http://generic:4317")]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(target.endpoint, "http://generic:4317/");
+        assert_eq!(target.service_name, DEFAULT_SERVICE_NAME);
+    }
+
+    #[test]
+    fn a_bad_endpoint_in_the_environment_names_the_variable() {
+        let error = trace_target(
+            &OtelSettings::default(),
+            env(&[(ENDPOINT_VAR, "collector:4317")]),
+        )
+        .unwrap_err();
+        assert!(
+            error.starts_with("OTEL_EXPORTER_OTLP_ENDPOINT: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn request_ids_are_bounded_and_printable() {
+        assert_eq!(request_id("abc-123"), Some("abc-123"));
+        assert_eq!(request_id(&"a".repeat(500)).map(str::len), Some(128));
+        assert_eq!(request_id("a b"), None);
+        assert_eq!(request_id("a\u{1b}[31m"), None);
+        assert_eq!(request_id("é"), None);
+        assert_eq!(request_id(""), None);
+    }
+
+    /// Log lines written into a buffer.
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_log_line_of_a_check_carries_its_request_id_even_at_warn_level() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let view = RequestView {
+            method: "GET".into(),
+            headers: [
+                ("x-request-id".to_string(), "req-7".to_string()),
+                ("cookie".to_string(), "session=secret".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            let span = check_span(&view, &tonic::metadata::MetadataMap::new());
+            let _entered = span.enter();
+            tracing::warn!("store unreachable");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("request_id=\"req-7\""), "{text}");
+        assert!(text.contains("store unreachable"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn the_check_calls_own_trace_context_wins_over_the_forwarded_one() {
+        let forwarded: HashMap<String, String> = [
+            ("traceparent".to_string(), "00-aa-01".to_string()),
+            ("tracestate".to_string(), "client=1".to_string()),
+            ("cookie".to_string(), "session=secret".to_string()),
+        ]
+        .into();
+        let none = tonic::metadata::MetadataMap::new();
+        assert_eq!(
+            trace_headers(&none, &forwarded),
+            [
+                ("traceparent".to_string(), "00-aa-01".to_string()),
+                ("tracestate".to_string(), "client=1".to_string()),
+            ]
+            .into()
+        );
+        let mut envoy = tonic::metadata::MetadataMap::new();
+        envoy.insert("traceparent", "00-bb-01".parse().unwrap());
+        assert_eq!(
+            trace_headers(&envoy, &forwarded),
+            [("traceparent".to_string(), "00-bb-01".to_string())].into(),
+            "no mix of the two contexts"
+        );
+    }
+
+    #[test]
+    fn unknown_methods_are_not_echoed() {
+        assert_eq!(http_method("POST"), "POST");
+        assert_eq!(http_method("<script>"), "_OTHER");
+    }
 }

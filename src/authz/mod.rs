@@ -14,9 +14,10 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::error::{Answer, FailureCause};
-use crate::flow::Decision;
+use crate::flow::{Decision, RequestView};
 use crate::gateway::Gateway;
 use crate::log_limit::RateLimitedLog;
 use crate::metrics::CheckOutcome;
@@ -73,7 +74,20 @@ impl Authorization for AuthzService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let started = std::time::Instant::now();
-        let view = request::request_view(request.into_inner(), self.trust_forwarded_headers);
+        let (metadata, _, check) = request.into_parts();
+        let view = request::request_view(check, self.trust_forwarded_headers);
+        // One span per Check, continuing the caller's trace; its fields are on every log line.
+        let span = crate::telemetry::check_span(&view, &metadata);
+        self.decide(view, started).instrument(span).await
+    }
+}
+
+impl AuthzService {
+    async fn decide(
+        &self,
+        view: RequestView,
+        started: std::time::Instant,
+    ) -> Result<Response<CheckResponse>, Status> {
         let metrics = self.gateway.metrics();
         let mut in_flight = CancelledIfDropped {
             metrics,
@@ -99,19 +113,21 @@ impl Authorization for AuthzService {
                         tracing::error!(cause = cause.label(), %error, suppressed, "could not decide; failing closed");
                     }
                     metrics.record_check(CheckOutcome::Error, started.elapsed());
+                    crate::telemetry::record_decision(&tracing::Span::current(), "error");
                     // No detail for the client: Envoy answers with its status_on_error.
                     return Err(Status::unavailable("oidc-authz could not decide"));
                 }
             },
         };
         in_flight.decided = true;
-        let outcome = match &decision {
-            Decision::Allow { .. } => CheckOutcome::Allow,
-            Decision::Redirect { .. } => CheckOutcome::Redirect,
+        let (outcome, label) = match &decision {
+            Decision::Allow { .. } => (CheckOutcome::Allow, "allow"),
+            Decision::Redirect { .. } => (CheckOutcome::Redirect, "redirect"),
             Decision::Deny { .. } | Decision::ConfirmLogout { .. } | Decision::Forbidden(_) => {
-                CheckOutcome::Deny
+                (CheckOutcome::Deny, "deny")
             }
         };
+        crate::telemetry::record_decision(&tracing::Span::current(), label);
         metrics.record_check(outcome, started.elapsed());
         Ok(Response::new(response::check_response(decision)))
     }

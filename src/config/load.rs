@@ -139,6 +139,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "shutdown_grace_period",
     "frontchannel_logout_path",
     "frontchannel_logout_sid_claim",
+    "otel",
 ];
 
 fn apply_env_overrides(

@@ -8,6 +8,7 @@ mod limits;
 #[cfg(test)]
 mod listen_tests;
 mod load;
+mod otel;
 mod policies;
 #[cfg(test)]
 mod policies_tests;
@@ -32,6 +33,7 @@ use url::Url;
 use crate::secret::Secret;
 pub use idp_client::IdpClient;
 pub use load::{ConfigError, ENV_PREFIX, load, load_from_str};
+pub use otel::{OtelSettings, collector_url};
 pub use providers::{DEFAULT_PROVIDER, NamedProvider};
 pub use shutdown::ShutdownPeriods;
 
@@ -231,6 +233,8 @@ pub struct Config {
     pub frontchannel_logout_path: Option<String>,
     /// Which ID-token claim a front-channel logout's `sid` parameter names.
     pub frontchannel_logout_sid_claim: FrontchannelSidClaim,
+    /// `otel:`: where traces go (`telemetry`); off when neither it nor `OTEL_EXPORTER_OTLP_*` says.
+    pub otel: OtelSettings,
 }
 
 /// `frontchannel_logout_sid_claim`: what a front-channel logout's `sid` parameter is compared with.

@@ -216,6 +216,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         reader.errors,
     );
     let shutdown = super::shutdown::shutdown_periods(&mut reader);
+    let otel = super::otel::otel_settings(&mut reader);
     super::policies::check_providers(&mut reader, &policies, &providers);
 
     reader.finish();
@@ -277,5 +278,6 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         shutdown,
         frontchannel_logout_path,
         frontchannel_logout_sid_claim,
+        otel,
     }
 }

@@ -187,6 +187,7 @@ impl Provider {
     }
 
     /// One discovery attempt: the discovery document, then the JWKS.
+    #[tracing::instrument(skip_all, name = "idp.discovery", fields(otel.kind = "client"))]
     pub async fn discover(&self) -> Result<(), ProviderError> {
         let url = discovery::discovery_url(&self.issuer)?;
         let body = self
@@ -240,6 +241,7 @@ impl Provider {
             })
     }
 
+    #[tracing::instrument(skip_all, name = "idp.jwks", fields(otel.kind = "client"))]
     async fn fetch_jwks(&self, uri: &Url) -> Result<FetchedKeys, ProviderError> {
         let document = self.metrics.time(IdpEndpoint::Jwks, self.get(uri)).await?;
         Ok(FetchedKeys {
@@ -282,6 +284,7 @@ impl Provider {
 
     /// One introspection request (RFC 7662 section 2.1), the client authenticated as at the
     /// token endpoint (RFC 6749 section 2.3.1: Basic credentials are form-encoded first).
+    #[tracing::instrument(skip_all, name = "idp.introspection", fields(otel.kind = "client"))]
     async fn ask_introspection_endpoint(
         &self,
         discovered: &Discovered,
@@ -351,6 +354,7 @@ impl IdentityProvider for Provider {
         })
     }
 
+    #[tracing::instrument(skip_all, name = "idp.token", fields(otel.kind = "client"))]
     async fn exchange_code(
         &self,
         code: &Secret,
@@ -375,6 +379,7 @@ impl IdentityProvider for Provider {
             .into_token_set()
     }
 
+    #[tracing::instrument(skip_all, name = "idp.token_refresh", fields(otel.kind = "client"))]
     async fn refresh(&self, refresh_token: &Secret) -> Result<TokenSet, TokenError> {
         let discovered = self.discovered().ok_or_else(Self::not_ready)?;
         let refresh_token = RefreshToken::new(refresh_token.expose().to_owned());
@@ -468,6 +473,7 @@ impl IdentityProvider for Provider {
         }
     }
 
+    #[tracing::instrument(skip_all, name = "idp.userinfo", fields(otel.kind = "client"))]
     async fn userinfo(
         &self,
         access_token: &Secret,

@@ -174,6 +174,7 @@ impl Sessions {
     /// that landed between the caller's read and this write is final, so the caller must treat
     /// the session as ended. (An unconditional write would bring it back with a full TTL, out of
     /// the back-channel indexes its logout emptied.)
+    #[tracing::instrument(skip_all, name = "store.update")]
     pub async fn update(
         &self,
         id: &SessionId,
@@ -187,6 +188,7 @@ impl Sessions {
 
     /// `None` when there is no such session, or it cannot be opened with any of our keys (a removed
     /// key): either way the user logs in again.
+    #[tracing::instrument(skip_all, name = "store.load")]
     pub async fn load(&self, id: &SessionId) -> Result<Option<LoadedSession>, Error> {
         let key = self.session_key(id);
         let Some(bytes) = self.store.get(&key).await? else {
@@ -202,6 +204,7 @@ impl Sessions {
 
     /// Deletes a session whose record is not at hand; its index entries stay until the indexes
     /// expire (a later back-channel logout counts them but finds nothing to delete). Prefer `end`.
+    #[tracing::instrument(skip_all, name = "store.delete")]
     pub async fn delete(&self, id: &SessionId) -> Result<(), Error> {
         self.store.delete(&self.session_key(id)).await?;
         Ok(())
@@ -211,6 +214,7 @@ impl Sessions {
     /// indexes `create` put it in. The session goes first: if the store fails after that, the
     /// session is already gone (the error still reaches the caller, who fails closed), whereas the
     /// other order could leave a live session that no back-channel logout can find.
+    #[tracing::instrument(skip_all, name = "store.end")]
     pub async fn end(&self, id: &SessionId, record: &SessionRecord) -> Result<(), Error> {
         let key = self.session_key(id);
         self.store.delete(&key).await?;
@@ -239,6 +243,7 @@ impl Sessions {
     /// logout can find it. The index lives as long as the session can (`max_lifetime`, the
     /// absolute timeout), not just as long as its first TTL: activity extends the session without
     /// touching the index.
+    #[tracing::instrument(skip_all, name = "store.create")]
     pub async fn create(
         &self,
         id: &SessionId,
@@ -275,11 +280,13 @@ impl Sessions {
     }
 
     /// Deletes every session of this IdP session; returns how many index entries there were.
+    #[tracing::instrument(skip_all, name = "store.delete_by_idp_session")]
     pub async fn delete_by_idp_session(&self, idp_session_id: &str) -> Result<usize, Error> {
         self.delete_indexed(&self.index_key("sid", idp_session_id))
             .await
     }
 
+    #[tracing::instrument(skip_all, name = "store.delete_by_subject")]
     pub async fn delete_by_subject(&self, subject: &str) -> Result<usize, Error> {
         self.delete_indexed(&self.index_key("sub", subject)).await
     }
@@ -289,11 +296,13 @@ impl Sessions {
     }
 
     /// Whether a logout token's `jti` was already used.
+    #[tracing::instrument(skip_all, name = "store.logout_token_seen")]
     pub async fn logout_token_seen(&self, jti: &str) -> Result<bool, Error> {
         Ok(self.store.get(&self.logout_token_key(jti)).await?.is_some())
     }
 
     /// Records a used logout token's `jti` until it expires.
+    #[tracing::instrument(skip_all, name = "store.remember_logout_token")]
     pub async fn remember_logout_token(&self, jti: &str, ttl: Duration) -> Result<(), Error> {
         self.store
             .put(&self.logout_token_key(jti), vec![1], ttl)
@@ -307,6 +316,7 @@ impl Sessions {
 
     /// Takes the session's refresh lock as `holder` (a random token of the caller's) for `ttl`;
     /// `false` when another refresher holds it.
+    #[tracing::instrument(skip_all, name = "store.try_lock_refresh")]
     pub async fn try_lock_refresh(
         &self,
         id: &SessionId,
@@ -321,6 +331,7 @@ impl Sessions {
 
     /// Releases the session's refresh lock if `holder` still holds it: a lock that expired under
     /// a slow holder and was taken by another refresher stays theirs.
+    #[tracing::instrument(skip_all, name = "store.unlock_refresh")]
     pub async fn unlock_refresh(&self, id: &SessionId, holder: &[u8]) -> Result<(), Error> {
         self.store
             .delete_if_equals(&self.refresh_lock_key(id), holder)
@@ -328,6 +339,7 @@ impl Sessions {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, name = "store.put_pending")]
     pub async fn put_pending(
         &self,
         state: &str,
@@ -347,6 +359,7 @@ impl Sessions {
     /// Lists the pending login for `state` under its browser's login cookie (`browser_binding`)
     /// and deletes the ones beyond the newest `max_pending`: one browser, however many tabs or
     /// requests, holds at most `max_pending` pending logins.
+    #[tracing::instrument(skip_all, name = "store.bound_pending_per_browser")]
     pub async fn bound_pending_per_browser(
         &self,
         browser_binding: &[u8],
@@ -370,6 +383,7 @@ impl Sessions {
     }
 
     /// Takes the pending login for `state` exactly once: a replayed callback finds nothing.
+    #[tracing::instrument(skip_all, name = "store.take_pending")]
     pub async fn take_pending(&self, state: &str) -> Result<Option<PendingLoginRecord>, Error> {
         let key = self.pending_key(state);
         let Some(bytes) = self.store.take(&key).await? else {
