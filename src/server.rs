@@ -132,6 +132,9 @@ pub(crate) fn build_flows(
 ) -> Result<Vec<NamedFlow>, String> {
     let keys = Arc::new(KeyRing::from_secrets(&config.session_secrets)?);
     let session_cookie_names = config.session_cookie_names();
+    // One cache for every provider's sessions (their keys differ by namespace); a reload makes a
+    // new one, so nothing opened under a removed key outlives the reload.
+    let cache = Sessions::cache_for(store, config.session_cache_size);
     let mut flows = Vec::new();
     for name in config.provider_names() {
         let provider = providers
@@ -139,7 +142,8 @@ pub(crate) fn build_flows(
             .find(|(given, _)| given == name)
             .map(|(_, provider)| Arc::clone(provider))
             .ok_or_else(|| format!("no IdP client given for provider `{name}`"))?;
-        let sessions = Sessions::new(Arc::clone(store), Arc::clone(&keys));
+        let sessions =
+            Sessions::new(Arc::clone(store), Arc::clone(&keys)).with_cache(cache.clone());
         let sessions = if name == DEFAULT_PROVIDER {
             sessions
         } else {

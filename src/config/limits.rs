@@ -1,8 +1,13 @@
 //! Keys that bound what a client can make us store or build: `allowed_hosts` (origins we build
-//! redirect URIs for), `max_pending_logins` (per login cookie) and `memory.max_bytes` (the
-//! in-memory store's size). Each reports its own problems with the key path.
+//! redirect URIs for), `max_pending_logins` (per login cookie), `memory.max_bytes` (the
+//! in-memory store's size) and `session_cache_size` (opened sessions kept in memory). Each reports
+//! its own problems with the key path.
 
 use super::reader::Reader;
+use super::{RedisMode, SessionStorage};
+
+/// Opened sessions kept in memory by default, for a Redis store (`session/cache.rs`).
+pub(super) const DEFAULT_SESSION_CACHE_SIZE: u64 = 10_000;
 
 /// Pending logins one login cookie may hold at once (tabs logging in at the same time).
 pub(super) const DEFAULT_MAX_PENDING_LOGINS: u64 = 10;
@@ -51,4 +56,24 @@ pub(super) fn memory_max_bytes(reader: &mut Reader) -> usize {
         );
     }
     usize::try_from(limit.max(MIN_MEMORY_MAX_BYTES)).unwrap_or(usize::MAX)
+}
+
+/// `session_cache_size`: how many opened sessions a replica keeps, for one Redis server
+/// (`redis.url`), whose invalidations it follows. The memory store needs none; a Cluster or
+/// Sentinel has no invalidation feed here yet, so a size set for one is refused rather than
+/// silently ignored.
+pub(super) fn session_cache_size(reader: &mut Reader, storage: &SessionStorage) -> usize {
+    let explicit = reader.value("session_cache_size").is_some();
+    let size = reader.u64_or("session_cache_size", DEFAULT_SESSION_CACHE_SIZE);
+    let one_redis = matches!(storage, SessionStorage::Redis(redis) if matches!(redis.mode, RedisMode::Single { .. }));
+    if !one_redis {
+        if explicit && size > 0 {
+            reader.error(
+                "session_cache_size",
+                "only applies to session_storage: redis with redis.url (one server); set 0 or remove it",
+            );
+        }
+        return 0;
+    }
+    usize::try_from(size).unwrap_or(usize::MAX)
 }

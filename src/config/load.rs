@@ -116,6 +116,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "session_storage",
     "memory",
     "redis",
+    "session_cache_size",
     "session_secret",
     "session_secret_file",
     "session_cookie_name",

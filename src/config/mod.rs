@@ -197,6 +197,9 @@ pub struct Config {
     pub session_storage: SessionStorage,
     /// `memory.max_bytes`: the in-memory store's bound (keys and values); pending logins go first.
     pub memory_max_bytes: usize,
+    /// `session_cache_size`: opened sessions a replica keeps while Redis reports every change to
+    /// them (`session/cache.rs`); 0 for other stores or when turned off.
+    pub session_cache_size: usize,
     /// Pending logins one login cookie may hold; a newer one drops the oldest.
     pub max_pending_logins: usize,
     pub session_secrets: Vec<Secret>,

@@ -377,3 +377,32 @@ fn redis_tls_files_are_read_and_mistakes_have_their_key_path() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_session_cache_is_for_one_redis_server_and_refused_elsewhere() {
+    let load = |yaml: &str| load_from_str(&format!("{MINIMAL}{yaml}"), "test.yaml", env(&[]));
+    let size = |yaml: &str| load(yaml).unwrap().0.session_cache_size;
+    let single = "session_storage: redis\nredis: { url: 'redis://127.0.0.1:6379' }\n";
+    assert_eq!(size(single), 10_000);
+    assert_eq!(size(&format!("{single}session_cache_size: 500\n")), 500);
+    assert_eq!(size(&format!("{single}session_cache_size: 0\n")), 0);
+    assert_eq!(size(""), 0, "the memory store caches nothing");
+    let cluster = "session_storage: redis\nredis: { cluster_urls: ['redis://127.0.0.1:7000'] }\n";
+    assert_eq!(
+        size(cluster),
+        0,
+        "no feed for a Cluster yet: off by default"
+    );
+    assert_eq!(size(&format!("{cluster}session_cache_size: 0\n")), 0);
+    for yaml in [
+        format!("{cluster}session_cache_size: 100\n"),
+        "session_cache_size: 100\n".to_owned(),
+    ] {
+        assert_eq!(
+            problems(&format!("{MINIMAL}{yaml}")),
+            [
+                "session_cache_size: only applies to session_storage: redis with redis.url (one server); set 0 or remove it"
+            ],
+        );
+    }
+}

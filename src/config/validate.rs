@@ -76,6 +76,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
             _ => SessionStorage::Memory,
         }
     };
+    let session_cache_size = session_cache_size(&mut reader, &session_storage);
 
     let session_secrets: Vec<Secret> = {
         let from_list = reader.string_list("session_secret");
@@ -257,6 +258,7 @@ pub(super) fn validate(root: &Mapping, errors: &mut Vec<String>) -> Config {
         idp_ca_pem,
         session_storage,
         memory_max_bytes,
+        session_cache_size,
         max_pending_logins,
         session_secrets,
         session_cookie_name,

@@ -1,4 +1,5 @@
-//! Step 3: a request with a session cookie. Verify the cookie, load the session (one store read),
+//! Step 3: a request with a session cookie. Verify the cookie, load the session (one store read,
+//! or none when the session cache holds it),
 //! enforce the timeouts, refresh the access token when due. What happens next (allow, 403, a new
 //! login) is the policy's call (`access.rs`).
 
@@ -41,7 +42,7 @@ impl Flow {
                 continue;
             };
             let id = SessionId(verified.id);
-            if let Some(loaded) = self.sessions.load(&id).await? {
+            if let Some(loaded) = self.sessions.load_cached(&id).await? {
                 return Ok(Some(FoundSession {
                     id,
                     loaded,

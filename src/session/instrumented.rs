@@ -108,4 +108,12 @@ impl SessionStore for InstrumentedStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.timed(StoreOperation::Ping, self.store.ping()).await
     }
+
+    fn watch_changes(
+        &self,
+        prefix: &str,
+        listener: std::sync::Arc<dyn super::InvalidationListener>,
+    ) -> bool {
+        self.store.watch_changes(prefix, listener)
+    }
 }

@@ -3,10 +3,12 @@
 //! (`crypto::seal`) under a store key that is a hash of the session id or state, never the value
 //! itself: a dump of the store can be neither read nor replayed as a cookie.
 
+pub mod cache;
 mod instrumented;
 pub mod memory;
 pub mod reconnect;
 pub mod redis;
+mod redis_changes;
 pub mod store;
 
 use std::fmt;
@@ -18,7 +20,8 @@ use prost::Message;
 use crate::crypto::random::random_bytes;
 use crate::crypto::{KeyRing, labelled_hash, seal};
 use crate::error::Error;
-pub use store::{SessionStore, StoreError};
+use cache::{CachedSession, SessionCache};
+pub use store::{InvalidationListener, SessionStore, StoreError};
 
 mod records {
     include!(concat!(env!("OUT_DIR"), "/oidc_authz.v1.rs"));
@@ -75,12 +78,21 @@ impl SessionId {
     }
 }
 
-/// A session read from the store.
+/// A session read from the store (or from the cache of what was read).
 #[derive(Debug)]
 pub struct LoadedSession {
     pub record: SessionRecord,
     /// Sealed under an old key: write it back so it moves to the current key.
     pub sealed_by_old_key: bool,
+}
+
+impl From<CachedSession> for LoadedSession {
+    fn from(session: CachedSession) -> Self {
+        LoadedSession {
+            record: Arc::unwrap_or_clone(session.record),
+            sealed_by_old_key: session.sealed_by_old_key,
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -104,7 +116,13 @@ pub struct Sessions {
     /// one provider's key does not open under another's (the store key is the associated data).
     /// The kind stays first, so `EVICT_FIRST_KEY_PREFIXES` still match.
     namespace: String,
+    /// Opened records of a store shared with other replicas, while its invalidation feed is live
+    /// (`cache.rs`); `None` for a store without one (memory).
+    cache: Option<Arc<SessionCache>>,
 }
+
+/// What every session key starts with (`session:<namespace><hash>`): the keys the cache follows.
+pub const SESSION_KEY_PREFIX: &str = "session:";
 
 impl Sessions {
     /// The `default` provider's sessions (keys without a namespace, as before providers existed).
@@ -113,6 +131,33 @@ impl Sessions {
             store,
             keys,
             namespace: String::new(),
+            cache: None,
+        }
+    }
+
+    /// A cache of opened sessions for `store`, of at most `capacity` records, fed by the store's
+    /// invalidations; `None` when the store has no such feed (or `capacity` is 0). Made once per
+    /// configuration: a new one replaces the previous one's feed, which then serves nothing.
+    pub fn cache_for(store: &Arc<dyn SessionStore>, capacity: usize) -> Option<Arc<SessionCache>> {
+        if capacity == 0 {
+            return None;
+        }
+        let cache = Arc::new(SessionCache::new(capacity));
+        let listener: Arc<dyn InvalidationListener> = cache.clone();
+        store
+            .watch_changes(SESSION_KEY_PREFIX, listener)
+            .then_some(cache)
+    }
+
+    /// The same sessions, served from `cache` while it can vouch for them.
+    pub fn with_cache(self, cache: Option<Arc<SessionCache>>) -> Self {
+        Sessions { cache, ..self }
+    }
+
+    /// Forgets a session this process just wrote or deleted.
+    fn forget(&self, key: &str) {
+        if let Some(cache) = &self.cache {
+            cache.forget(key);
         }
     }
 
@@ -183,21 +228,46 @@ impl Sessions {
     ) -> Result<bool, Error> {
         let key = self.session_key(id);
         let sealed = self.sealed(&key, record)?;
-        Ok(self.store.put_if_present(&key, sealed, ttl).await?)
+        let written = self.store.put_if_present(&key, sealed, ttl).await;
+        self.forget(&key);
+        Ok(written?)
     }
 
     /// `None` when there is no such session, or it cannot be opened with any of our keys (a removed
-    /// key): either way the user logs in again.
-    #[tracing::instrument(skip_all, name = "store.load")]
+    /// key): either way the user logs in again. Always read from the store (a refresh decides on
+    /// it); see `load_cached` for the Check path.
     pub async fn load(&self, id: &SessionId) -> Result<Option<LoadedSession>, Error> {
         let key = self.session_key(id);
-        let Some(bytes) = self.store.get(&key).await? else {
+        Ok(self.read(&key).await?.map(LoadedSession::from))
+    }
+
+    /// Like `load`, served from the cache when it holds the session (`cache.rs`), and keeping
+    /// what it reads there.
+    pub async fn load_cached(&self, id: &SessionId) -> Result<Option<LoadedSession>, Error> {
+        let Some(cache) = &self.cache else {
+            return self.load(id).await;
+        };
+        let key = self.session_key(id);
+        if let Some(hit) = cache.get(&key) {
+            return Ok(Some(LoadedSession::from(hit)));
+        }
+        let ticket = cache.ticket();
+        let read = self.read(&key).await?;
+        if let Some(session) = &read {
+            cache.insert(&key, session.clone(), ticket);
+        }
+        Ok(read.map(LoadedSession::from))
+    }
+
+    #[tracing::instrument(skip_all, name = "store.load")]
+    async fn read(&self, key: &str) -> Result<Option<CachedSession>, Error> {
+        let Some(bytes) = self.store.get(key).await? else {
             return Ok(None);
         };
         Ok(self
-            .opened::<SessionRecord>(&key, &bytes)
-            .map(|(record, sealed_by_old_key)| LoadedSession {
-                record,
+            .opened::<SessionRecord>(key, &bytes)
+            .map(|(record, sealed_by_old_key)| CachedSession {
+                record: Arc::new(record),
                 sealed_by_old_key,
             }))
     }
@@ -206,8 +276,10 @@ impl Sessions {
     /// expire (a later back-channel logout counts them but finds nothing to delete). Prefer `end`.
     #[tracing::instrument(skip_all, name = "store.delete")]
     pub async fn delete(&self, id: &SessionId) -> Result<(), Error> {
-        self.store.delete(&self.session_key(id)).await?;
-        Ok(())
+        let key = self.session_key(id);
+        let deleted = self.store.delete(&key).await;
+        self.forget(&key);
+        Ok(deleted?)
     }
 
     /// Ends a session whose record is at hand: deletes it, then takes it out of the back-channel
@@ -217,7 +289,9 @@ impl Sessions {
     #[tracing::instrument(skip_all, name = "store.end")]
     pub async fn end(&self, id: &SessionId, record: &SessionRecord) -> Result<(), Error> {
         let key = self.session_key(id);
-        self.store.delete(&key).await?;
+        let deleted = self.store.delete(&key).await;
+        self.forget(&key);
+        deleted?;
         for index in self.index_keys(record) {
             self.store.remove_from_set(&index, &key).await?;
         }
@@ -253,7 +327,9 @@ impl Sessions {
     ) -> Result<(), Error> {
         let key = self.session_key(id);
         let sealed = self.sealed(&key, record)?;
-        self.store.put(&key, sealed, ttl).await?;
+        let written = self.store.put(&key, sealed, ttl).await;
+        self.forget(&key);
+        written?;
         for index in self.index_keys(record) {
             self.store.add_to_set(&index, &key, max_lifetime).await?;
         }
@@ -265,7 +341,9 @@ impl Sessions {
     async fn delete_indexed(&self, index: &str) -> Result<usize, Error> {
         let keys = self.store.take_set(index).await?;
         for (done, key) in keys.iter().enumerate() {
-            if let Err(error) = self.store.delete(key).await {
+            let deleted = self.store.delete(key).await;
+            self.forget(key);
+            if let Err(error) = deleted {
                 for remaining in &keys[done..] {
                     // Best effort: the store just failed, this may fail too.
                     let _ = self

@@ -19,6 +19,7 @@
 //! the sentinels and the master they name (TLS to the master exactly when the sentinels' URLs are
 //! `rediss://`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,6 +27,8 @@ use deadpool_redis::redis::{self, aio::ConnectionLike};
 use deadpool_redis::{Runtime, cluster, sentinel};
 
 use super::reconnect::ReconnectPacer;
+use super::redis_changes::ChangeFeed;
+use super::store::InvalidationListener;
 use super::store::{SessionStore, StoreError};
 use crate::log_limit::RateLimitedLog;
 
@@ -211,6 +214,9 @@ impl Request {
 
 pub struct RedisStore {
     pool: Pool,
+    /// One server's invalidation feed (`redis_changes.rs`), for the session cache; none for a
+    /// Cluster (a feed per node) or Sentinel (the feed would have to follow failovers) yet.
+    changes: Option<Arc<ChangeFeed>>,
     /// The shared connection; replaced after any error (a broken socket, or a demoted master
     /// answering READONLY after a Sentinel failover). std `Mutex`: never held across an `.await`.
     shared: std::sync::Mutex<Option<Connection>>,
@@ -296,14 +302,7 @@ impl RedisStore {
         let runtime = Some(Runtime::Tokio1);
         let pool = match topology {
             RedisTopology::Single { url } if url.starts_with("rediss://") => {
-                let connection_info = match tls.certificates() {
-                    Some(certificates) => redis::Client::build_with_tls(url.as_str(), certificates)
-                        .map_err(|e| invalid(&e))?
-                        .get_connection_info()
-                        .clone(),
-                    None => redis::IntoConnectionInfo::into_connection_info(url.as_str())
-                        .map_err(|e| invalid(&e))?,
-                };
+                let connection_info = single_connection_info(url, tls).map_err(|e| invalid(&e))?;
                 let manager =
                     deadpool_redis::Manager::new(connection_info).map_err(|e| invalid(&e))?;
                 Pool::Single(
@@ -367,8 +366,16 @@ impl RedisStore {
                 Pool::Sentinel(config.create_pool(runtime).map_err(|e| invalid(&e))?)
             }
         };
+        let changes = match topology {
+            RedisTopology::Single { url } => Some(ChangeFeed::new(
+                single_connection_info(url, tls).map_err(|e| invalid(&e))?,
+                key_prefix,
+            )),
+            RedisTopology::Cluster { .. } | RedisTopology::Sentinel { .. } => None,
+        };
         Ok(RedisStore {
             pool,
+            changes,
             shared: std::sync::Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             key_prefix: key_prefix.to_owned(),
@@ -451,6 +458,18 @@ impl RedisStore {
         tokio::time::timeout(self.command_timeout, attempt)
             .await
             .map_err(|_| StoreError::Unavailable("Redis command timed out".into()))?
+    }
+}
+
+/// Where one server is: its URL, with `tls`'s certificates for `rediss://`.
+fn single_connection_info(url: &str, tls: &RedisTls) -> redis::RedisResult<redis::ConnectionInfo> {
+    match tls.certificates() {
+        Some(certificates) if url.starts_with("rediss://") => {
+            Ok(redis::Client::build_with_tls(url, certificates)?
+                .get_connection_info()
+                .clone())
+        }
+        _ => redis::IntoConnectionInfo::into_connection_info(url),
     }
 }
 
@@ -649,5 +668,11 @@ impl SessionStore for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.run::<()>(&Request::Command(redis::cmd("PING")), Replay::Safe)
             .await
+    }
+
+    fn watch_changes(&self, prefix: &str, listener: Arc<dyn InvalidationListener>) -> bool {
+        self.changes
+            .as_ref()
+            .is_some_and(|changes| changes.watch(prefix, listener))
     }
 }

@@ -3,9 +3,22 @@
 //! are hashes. Every store implementation passes the same conformance suite
 //! (`tests/store_conformance.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+/// Hears which keys changed in a store that other processes write too (Redis shared by replicas),
+/// so it can forget what it remembered of them (`cache.rs`). Called from the store's invalidation
+/// feed, synchronously: implementations must not block.
+pub trait InvalidationListener: Send + Sync + 'static {
+    /// These keys (without the store's own key prefix) changed, expired or were deleted.
+    fn invalidated(&self, keys: &[&str]);
+
+    /// Anything may have changed: forget everything. `live` says whether the feed reports every
+    /// change from now on (`false`: it was lost, or is not yet there).
+    fn reset(&self, live: bool);
+}
 
 /// The store could not answer. The caller cannot decide and must fail closed.
 #[derive(Debug, thiserror::Error)]
@@ -75,4 +88,13 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Whether the store answers; for the readiness probe.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Reports every change to keys starting with `prefix` to `listener` (replacing any earlier
+    /// listener, which is told the feed is gone), as long as the store has a live feed of them;
+    /// says whether this store can have one at all. Only a store that other processes write needs
+    /// one; the default has none.
+    fn watch_changes(&self, prefix: &str, listener: Arc<dyn InvalidationListener>) -> bool {
+        let _ = (prefix, listener);
+        false
+    }
 }
