@@ -13,7 +13,7 @@ use oidc_authz::config::{RedisMode, SessionStorage};
 use oidc_authz::crypto::KeyRing;
 use oidc_authz::crypto::cookie::{self, CookiePurpose};
 use oidc_authz::session::redis::RedisStore;
-use oidc_authz::session::{SessionId, Sessions, SessionStore};
+use oidc_authz::session::{SessionId, SessionStore, Sessions};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,6 +44,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?
         .ok_or("no such session in Redis")?
         .record;
+    if std::env::var_os("CLONE_SESSIONS_SIZES").is_some() {
+        eprintln!(
+            "access {} id {} refresh {} claims_json {} claims {:?}",
+            record.access_token.len(),
+            record.id_token.len(),
+            record.refresh_token.len(),
+            record.claims_json.len(),
+            record.claims
+        );
+    }
     let lifetime = config.session_absolute_timeout;
     let mut cookies = String::new();
     for _ in 0..count {

@@ -28,7 +28,7 @@ use crate::reload::Reloader;
 use crate::secret::Secret;
 use crate::session::memory::MemoryStore;
 use crate::session::redis::{RedisStore, RedisTls, RedisTopology};
-use crate::session::{SessionStore, Sessions};
+use crate::session::{Keep, SessionStore, Sessions};
 
 /// The assembled service.
 pub struct App {
@@ -134,7 +134,7 @@ pub(crate) fn build_flows(
     let session_cookie_names = config.session_cookie_names();
     // One cache for every provider's sessions (their keys differ by namespace); a reload makes a
     // new one, so nothing opened under a removed key outlives the reload.
-    let cache = Sessions::cache_for(store, config.session_cache_size);
+    let cache = Sessions::cache_for(store, config.session_cache_size, cache_keeps(config));
     let mut flows = Vec::new();
     for name in config.provider_names() {
         let provider = providers
@@ -165,6 +165,20 @@ pub(crate) fn build_flows(
         });
     }
     Ok(flows)
+}
+
+/// What the session cache must keep of a record for the policies of `config` to decide and send
+/// their headers (`session/cache.rs`).
+fn cache_keeps(config: &Config) -> Keep {
+    let policies = &config.policies;
+    Keep {
+        id_token: policies
+            .iter()
+            .any(|policy| policy.upstream.id_token.is_some()),
+        claims: policies
+            .iter()
+            .any(|policy| !policy.rules.is_empty() || !policy.upstream.claims.is_empty()),
+    }
 }
 
 /// The session store `config` names. Built once: a reload keeps it (`reload.rs`).

@@ -266,3 +266,61 @@ async fn after_a_key_rotation_by_reload_the_new_cache_serves_and_follows_changes
     first.stop().await;
     second.stop().await;
 }
+
+/// The cache keeps a trimmed copy (no refresh token, no ID token unless a policy sends it): what
+/// a replica writes back after a cache hit, refreshes with, or logs out with is the whole record.
+#[tokio::test]
+async fn writes_refreshes_and_logouts_after_cache_hits_use_the_whole_record() {
+    let redis = RedisServer::start();
+    let idp = FakeIdp::start().await;
+    idp.state
+        .expires_in
+        .store(600, std::sync::atomic::Ordering::SeqCst);
+    let clock = ManualClock::new(now());
+    let first = replica(&idp, &redis, "", Arc::new(clock.clone())).await;
+    let second = replica(&idp, &redis, "", Arc::new(clock.clone())).await;
+    let mut browser = first.browser();
+    assert_eq!(browser.login(&idp, "/anything").await.status(), 302);
+    assert!(
+        answered_within(&mut browser, &second, 200, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    let before = gets(&redis);
+    assert_eq!(
+        browser.send_via(&second, Req::navigate("/")).await.status(),
+        200
+    );
+    assert_eq!(gets(&redis), before, "a cache hit");
+
+    // Activity is due: the second replica writes the session back.
+    clock.advance(120);
+    assert_eq!(
+        browser.send_via(&second, Req::navigate("/")).await.status(),
+        200
+    );
+    // The token is due: the refresh token must have survived that write.
+    clock.advance(500);
+    let outcome = browser.send_via(&second, Req::navigate("/")).await;
+    assert_eq!(outcome.status(), 200, "{outcome:?}");
+    assert_eq!(idp.refreshes(), 1);
+
+    // A logout from a cache hit still sends the ID token as a hint.
+    assert_eq!(
+        browser.send_via(&second, Req::navigate("/")).await.status(),
+        200
+    );
+    let logout = Req::navigate("/logout").with_header("sec-fetch-site", "same-origin");
+    let outcome = browser.send_via(&second, logout).await;
+    let location = url::Url::parse(outcome.location()).unwrap();
+    let hint = location
+        .query_pairs()
+        .find(|(name, _)| name == "id_token_hint")
+        .map(|(_, value)| value.into_owned());
+    assert!(
+        hint.is_some_and(|hint| hint.starts_with("eyJ")),
+        "{location}"
+    );
+    first.stop().await;
+    second.stop().await;
+}

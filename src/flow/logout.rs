@@ -36,7 +36,7 @@ impl Flow {
             return self.confirm_logout(request);
         }
         let mut ended = None;
-        if let Some(found) = self.find_session(request, jar).await? {
+        if let Some(found) = self.find_whole_session(request, jar).await? {
             self.sessions.end(&found.id, &found.loaded.record).await?;
             tracing::info!(subject = %found.loaded.record.subject, "logged out");
             self.metrics.record_rp_logout();

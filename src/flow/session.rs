@@ -53,6 +53,34 @@ impl Flow {
         Ok(None)
     }
 
+    /// Whether this Check will write the session back or refresh it (both need the whole record).
+    fn writes_or_refreshes(&self, loaded: &LoadedSession, now: i64) -> bool {
+        let record = &loaded.record;
+        !lifetime::is_expired(record, now, &self.config)
+            && (loaded.sealed_by_old_key
+                || lifetime::activity_due(record, now, &self.config)
+                || lifetime::needs_refresh(record, now, &self.config))
+    }
+
+    /// Like `find_session`, with the whole record (never the cache's trimmed copy): for a logout,
+    /// which sends the ID token to the IdP.
+    pub(super) async fn find_whole_session(
+        &self,
+        request: &RequestView,
+        jar: &CookieJar<'_>,
+    ) -> Result<Option<FoundSession>, Error> {
+        let Some(mut found) = self.find_session(request, jar).await? else {
+            return Ok(None);
+        };
+        if !found.loaded.complete {
+            match self.sessions.load(&found.id).await? {
+                Some(whole) => found.loaded = whole,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(found))
+    }
+
     pub(super) async fn has_session(
         &self,
         request: &RequestView,
@@ -89,6 +117,14 @@ impl Flow {
             cookie_signed_by_old_key,
         } = found;
         let now = self.clock.now_unix();
+        let mut loaded = loaded;
+        if !loaded.complete && self.writes_or_refreshes(&loaded, now) {
+            // The cache's trimmed copy must not be written back: read the whole record.
+            match self.sessions.load(&id).await? {
+                Some(whole) => loaded = whole,
+                None => return Ok(cleared()),
+            }
+        }
         let mut record = loaded.record;
         if lifetime::is_expired(&record, now, &self.config) {
             self.sessions.end(&id, &record).await?;

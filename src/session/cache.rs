@@ -13,6 +13,11 @@
 //!
 //! Timeouts need no invalidation: they are enforced on every Check from the record's timestamps.
 //! Bounded by a count of entries (`session_cache_size`); when full, an arbitrary entry goes.
+//!
+//! Entries are trimmed to what a Check that only allows needs (`Keep`): never the refresh token,
+//! the ID token only when a policy sends it upstream, the claims only when a policy reads them.
+//! A trimmed record is never written back: whoever writes (activity, refresh, key move) or logs
+//! out reads the whole record from the store first (`LoadedSession::complete`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,11 +25,56 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::SessionRecord;
 use super::store::InvalidationListener;
 
-/// A record as opened from the store.
+/// A record as opened from the store (`complete`), or trimmed for the cache.
 #[derive(Clone)]
 pub struct CachedSession {
     pub record: Arc<SessionRecord>,
     pub sealed_by_old_key: bool,
+    pub complete: bool,
+}
+
+/// What of a record the cache keeps beyond the access token, subject, IdP session id and
+/// timestamps; decided from the policies in force.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Keep {
+    /// A policy sends the ID token upstream.
+    pub id_token: bool,
+    /// A policy has rules or claim headers.
+    pub claims: bool,
+}
+
+impl CachedSession {
+    /// The same session with only what `keep` asks for.
+    pub fn trimmed(&self, keep: Keep) -> CachedSession {
+        let full = &self.record;
+        // A record from before `claims_json` finds its claims in the ID token.
+        let id_token_for_claims = keep.claims && full.claims_json.is_empty();
+        let record = SessionRecord {
+            subject: full.subject.clone(),
+            idp_session_id: full.idp_session_id.clone(),
+            access_token: full.access_token.clone(),
+            id_token: if keep.id_token || id_token_for_claims {
+                full.id_token.clone()
+            } else {
+                String::new()
+            },
+            refresh_token: String::new(),
+            access_token_expires_at: full.access_token_expires_at,
+            created_at: full.created_at,
+            last_active_at: full.last_active_at,
+            claims: Default::default(),
+            claims_json: if keep.claims {
+                full.claims_json.clone()
+            } else {
+                String::new()
+            },
+        };
+        CachedSession {
+            record: Arc::new(record),
+            sealed_by_old_key: self.sealed_by_old_key,
+            complete: false,
+        }
+    }
 }
 
 /// The generation seen before a store read; see `SessionCache::insert`.
@@ -41,14 +91,17 @@ struct State {
 pub struct SessionCache {
     state: Mutex<State>,
     capacity: usize,
+    keep: Keep,
 }
 
 impl SessionCache {
-    /// An empty cache of at most `capacity` records, serving nothing until its feed is live.
-    pub fn new(capacity: usize) -> Self {
+    /// An empty cache of at most `capacity` records trimmed to `keep`, serving nothing until its
+    /// feed is live.
+    pub fn new(capacity: usize, keep: Keep) -> Self {
         SessionCache {
             state: Mutex::new(State::default()),
             capacity,
+            keep,
         }
     }
 
@@ -71,12 +124,13 @@ impl SessionCache {
         Ticket(self.state().generation)
     }
 
-    /// Keeps `session` under `key` unless anything was invalidated (or the feed changed) since
-    /// `ticket` was taken: the read may predate that change.
-    pub fn insert(&self, key: &str, session: CachedSession, ticket: Ticket) {
+    /// Keeps `session`, trimmed, under `key` unless anything was invalidated (or the feed
+    /// changed) since `ticket` was taken: the read may predate that change.
+    pub fn insert(&self, key: &str, session: &CachedSession, ticket: Ticket) {
         if self.capacity == 0 {
             return;
         }
+        let session = session.trimmed(self.keep);
         let mut state = self.state();
         if !state.live || state.generation != ticket.0 {
             return;
@@ -133,22 +187,23 @@ mod tests {
                 ..Default::default()
             }),
             sealed_by_old_key: false,
+            complete: true,
         }
     }
 
     fn live_cache(capacity: usize) -> SessionCache {
-        let cache = SessionCache::new(capacity);
+        let cache = SessionCache::new(capacity, Keep::default());
         cache.reset(true);
         cache
     }
 
     #[test]
     fn serves_nothing_until_the_feed_is_live_and_forgets_everything_when_it_is_lost() {
-        let cache = SessionCache::new(10);
-        cache.insert("a", session("alice"), cache.ticket());
+        let cache = SessionCache::new(10, Keep::default());
+        cache.insert("a", &session("alice"), cache.ticket());
         assert!(cache.get("a").is_none(), "not live: nothing is stored");
         cache.reset(true);
-        cache.insert("a", session("alice"), cache.ticket());
+        cache.insert("a", &session("alice"), cache.ticket());
         assert_eq!(cache.get("a").unwrap().record.subject, "alice");
         cache.reset(false);
         assert!(cache.get("a").is_none());
@@ -165,10 +220,10 @@ mod tests {
         let ticket = cache.ticket();
         // Another replica logs the session out while our read is in flight.
         cache.invalidated(&["a"]);
-        cache.insert("a", session("alice"), ticket);
+        cache.insert("a", &session("alice"), ticket);
         assert!(cache.get("a").is_none());
         // A read that began after the change is stored.
-        cache.insert("a", session("alice"), cache.ticket());
+        cache.insert("a", &session("alice"), cache.ticket());
         assert!(cache.get("a").is_some());
     }
 
@@ -178,7 +233,7 @@ mod tests {
         let ticket = cache.ticket();
         cache.reset(false);
         cache.reset(true);
-        cache.insert("a", session("alice"), ticket);
+        cache.insert("a", &session("alice"), ticket);
         assert!(cache.get("a").is_none());
     }
 
@@ -186,7 +241,7 @@ mod tests {
     fn invalidation_and_forget_remove_only_their_keys() {
         let cache = live_cache(10);
         for key in ["a", "b", "c"] {
-            cache.insert(key, session(key), cache.ticket());
+            cache.insert(key, &session(key), cache.ticket());
         }
         cache.invalidated(&["a"]);
         cache.forget("b");
@@ -199,12 +254,79 @@ mod tests {
         let cache = live_cache(3);
         for index in 0..100 {
             let key = format!("k{index}");
-            cache.insert(&key, session(&key), cache.ticket());
+            cache.insert(&key, &session(&key), cache.ticket());
             assert!(cache.len() <= 3);
         }
         assert!(cache.get("k99").is_some(), "the newest entry is kept");
         let off = live_cache(0);
-        off.insert("a", session("alice"), off.ticket());
+        off.insert("a", &session("alice"), off.ticket());
         assert!(off.is_empty());
+    }
+
+    #[test]
+    fn entries_keep_only_what_a_check_that_allows_needs() {
+        let full = CachedSession {
+            record: Arc::new(SessionRecord {
+                subject: "alice".into(),
+                idp_session_id: "sid".into(),
+                access_token: "at".into(),
+                id_token: "it".into(),
+                refresh_token: "rt".into(),
+                access_token_expires_at: 3,
+                created_at: 1,
+                last_active_at: 2,
+                claims: [("email".to_owned(), "a@x".to_owned())].into(),
+                claims_json: "{}".into(),
+            }),
+            sealed_by_old_key: true,
+            complete: true,
+        };
+        let lean = full.trimmed(Keep::default());
+        let record = &lean.record;
+        assert!(!lean.complete && lean.sealed_by_old_key);
+        assert_eq!(
+            (
+                record.subject.as_str(),
+                record.idp_session_id.as_str(),
+                record.access_token.as_str()
+            ),
+            ("alice", "sid", "at")
+        );
+        assert_eq!(
+            (
+                record.access_token_expires_at,
+                record.created_at,
+                record.last_active_at
+            ),
+            (3, 1, 2)
+        );
+        assert!(record.refresh_token.is_empty() && record.id_token.is_empty());
+        assert!(record.claims.is_empty() && record.claims_json.is_empty());
+
+        let both = full.trimmed(Keep {
+            id_token: true,
+            claims: true,
+        });
+        assert_eq!(
+            (
+                both.record.id_token.as_str(),
+                both.record.claims_json.as_str()
+            ),
+            ("it", "{}")
+        );
+        assert!(both.record.refresh_token.is_empty());
+
+        // Claims of a record from before `claims_json` live in its ID token.
+        let mut old = (*full.record).clone();
+        old.claims_json.clear();
+        let old = CachedSession {
+            record: Arc::new(old),
+            ..full
+        };
+        let claims_only = old.trimmed(Keep {
+            id_token: false,
+            claims: true,
+        });
+        assert_eq!(claims_only.record.id_token, "it");
     }
 }

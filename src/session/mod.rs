@@ -20,6 +20,7 @@ use prost::Message;
 use crate::crypto::random::random_bytes;
 use crate::crypto::{KeyRing, labelled_hash, seal};
 use crate::error::Error;
+pub use cache::Keep;
 use cache::{CachedSession, SessionCache};
 pub use store::{InvalidationListener, SessionStore, StoreError};
 
@@ -84,6 +85,10 @@ pub struct LoadedSession {
     pub record: SessionRecord,
     /// Sealed under an old key: write it back so it moves to the current key.
     pub sealed_by_old_key: bool,
+    /// Read from the store. `false` from the cache, which trims records (no refresh token; the ID
+    /// token and claims only if a policy needs them): never write it back, and read it whole
+    /// (`Sessions::load`) before a write, a refresh or a logout.
+    pub complete: bool,
 }
 
 impl From<CachedSession> for LoadedSession {
@@ -91,6 +96,7 @@ impl From<CachedSession> for LoadedSession {
         LoadedSession {
             record: Arc::unwrap_or_clone(session.record),
             sealed_by_old_key: session.sealed_by_old_key,
+            complete: session.complete,
         }
     }
 }
@@ -138,11 +144,15 @@ impl Sessions {
     /// A cache of opened sessions for `store`, of at most `capacity` records, fed by the store's
     /// invalidations; `None` when the store has no such feed (or `capacity` is 0). Made once per
     /// configuration: a new one replaces the previous one's feed, which then serves nothing.
-    pub fn cache_for(store: &Arc<dyn SessionStore>, capacity: usize) -> Option<Arc<SessionCache>> {
+    pub fn cache_for(
+        store: &Arc<dyn SessionStore>,
+        capacity: usize,
+        keep: Keep,
+    ) -> Option<Arc<SessionCache>> {
         if capacity == 0 {
             return None;
         }
-        let cache = Arc::new(SessionCache::new(capacity));
+        let cache = Arc::new(SessionCache::new(capacity, keep));
         let listener: Arc<dyn InvalidationListener> = cache.clone();
         store
             .watch_changes(SESSION_KEY_PREFIX, listener)
@@ -254,7 +264,7 @@ impl Sessions {
         let ticket = cache.ticket();
         let read = self.read(&key).await?;
         if let Some(session) = &read {
-            cache.insert(&key, session.clone(), ticket);
+            cache.insert(&key, session, ticket);
         }
         Ok(read.map(LoadedSession::from))
     }
@@ -269,6 +279,7 @@ impl Sessions {
             .map(|(record, sealed_by_old_key)| CachedSession {
                 record: Arc::new(record),
                 sealed_by_old_key,
+                complete: true,
             }))
     }
 
