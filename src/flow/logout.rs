@@ -51,7 +51,7 @@ impl Flow {
         } else {
             vec![jar.clear(CookieKind::Session)]
         };
-        let location = self.end_session_location(request, ended.as_ref());
+        let location = self.end_session_location(request, ended.as_deref());
         Ok(Decision::Redirect {
             status: if request.method == "GET" { 302 } else { 303 },
             location,

@@ -116,9 +116,11 @@ impl Flow {
             match self.sessions.load(id).await? {
                 None => return Ok(Refreshed::Ended),
                 Some(loaded) if loaded.record.access_token != record.access_token => {
-                    return Ok(Refreshed::Fresh(Box::new(loaded.record)));
+                    return Ok(Refreshed::Fresh(Box::new(Arc::unwrap_or_clone(
+                        loaded.record,
+                    ))));
                 }
-                Some(loaded) => record = loaded.record,
+                Some(loaded) => record = Arc::unwrap_or_clone(loaded.record),
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::RefreshUnavailable(
@@ -224,9 +226,12 @@ impl Refresher {
             return Ok(Refreshed::Ended);
         };
         if lifetime::needs_refresh(&loaded.record, self.clock.now_unix(), &self.config) {
-            self.refresh_now(id, loaded.record).await
+            self.refresh_now(id, Arc::unwrap_or_clone(loaded.record))
+                .await
         } else {
-            Ok(Refreshed::Fresh(Box::new(loaded.record)))
+            Ok(Refreshed::Fresh(Box::new(Arc::unwrap_or_clone(
+                loaded.record,
+            ))))
         }
     }
 

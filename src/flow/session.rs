@@ -3,6 +3,8 @@
 //! enforce the timeouts, refresh the access token when due. What happens next (allow, 403, a new
 //! login) is the policy's call (`access.rs`).
 
+use std::sync::Arc;
+
 use super::cookies::{CookieJar, CookieKind};
 use super::refresh::Refreshed;
 use super::{Flow, RequestView, lifetime};
@@ -22,8 +24,8 @@ pub(super) struct FoundSession {
 pub(super) enum SessionCheck {
     /// A live session; `set_cookies` re-signs a cookie signed by an old key.
     Valid {
-        /// Boxed: a record is large, and `Missing` is common.
-        record: Box<SessionRecord>,
+        /// Shared with the session cache on a hit.
+        record: Arc<SessionRecord>,
         set_cookies: Vec<String>,
     },
     /// No session: none sent, or one that led nowhere, timed out or ended (`set_cookies` clears it).
@@ -137,12 +139,15 @@ impl Flow {
         let mut write_back =
             loaded.sealed_by_old_key || lifetime::activity_due(&record, now, &self.config);
         if lifetime::needs_refresh(&record, now, &self.config) {
-            match self.refresh_session(&id, record).await? {
-                Refreshed::Fresh(fresh) => record = *fresh,
+            match self
+                .refresh_session(&id, Arc::unwrap_or_clone(record))
+                .await?
+            {
+                Refreshed::Fresh(fresh) => record = Arc::new(*fresh),
                 Refreshed::StillValid(current) => {
                     // Not written back: a refresh may be writing the record (rotated tokens) now.
                     return Ok(SessionCheck::Valid {
-                        record: current,
+                        record: Arc::new(*current),
                         set_cookies: Vec::new(),
                     });
                 }
@@ -152,7 +157,7 @@ impl Flow {
             write_back = loaded.sealed_by_old_key;
         }
         if write_back {
-            record.last_active_at = now;
+            Arc::make_mut(&mut record).last_active_at = now;
             let ttl = lifetime::store_ttl(&record, now, &self.config);
             if !self.sessions.update(&id, &record, ttl).await? {
                 // Logged out since we read it: the logout stands.
@@ -171,7 +176,7 @@ impl Flow {
             ));
         }
         Ok(SessionCheck::Valid {
-            record: Box::new(record),
+            record,
             set_cookies,
         })
     }

@@ -82,7 +82,8 @@ impl SessionId {
 /// A session read from the store (or from the cache of what was read).
 #[derive(Debug)]
 pub struct LoadedSession {
-    pub record: SessionRecord,
+    /// Shared with the cache on a cache hit (no copy per Check); `Arc::make_mut` to change it.
+    pub record: Arc<SessionRecord>,
     /// Sealed under an old key: write it back so it moves to the current key.
     pub sealed_by_old_key: bool,
     /// Read from the store. `false` from the cache, which trims records (no refresh token; the ID
@@ -94,7 +95,7 @@ pub struct LoadedSession {
 impl From<CachedSession> for LoadedSession {
     fn from(session: CachedSession) -> Self {
         LoadedSession {
-            record: Arc::unwrap_or_clone(session.record),
+            record: session.record,
             sealed_by_old_key: session.sealed_by_old_key,
             complete: session.complete,
         }

@@ -31,7 +31,7 @@ async fn the_store_sees_neither_the_id_nor_the_tokens() {
     let raw = store.get(&key).await.unwrap().unwrap();
     assert!(!raw.windows(6).any(|w| w == b"secret"));
     let loaded = sessions.load(&id).await.unwrap().unwrap();
-    assert_eq!(loaded.record, record());
+    assert_eq!(*loaded.record, record());
     assert!(!format!("{loaded:?}").contains("secret-access-token"));
 }
 
@@ -112,7 +112,10 @@ async fn an_update_writes_back_only_a_session_that_still_exists() {
         ..record()
     };
     assert!(sessions.update(&id, &refreshed, ttl).await.unwrap());
-    assert_eq!(sessions.load(&id).await.unwrap().unwrap().record, refreshed);
+    assert_eq!(
+        *sessions.load(&id).await.unwrap().unwrap().record,
+        refreshed
+    );
     // Ended while the caller held the record: the update brings nothing back.
     sessions.end(&id, &refreshed).await.unwrap();
     assert!(!sessions.update(&id, &refreshed, ttl).await.unwrap());
