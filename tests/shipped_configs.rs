@@ -1,7 +1,9 @@
 //! The shipped Envoy configurations and the oidc-authz configurations they run with agree: every
 //! policy an Envoy route names (`check_settings.context_extensions.policy`) exists in the
 //! oidc-authz config used with it. A name that does not would fail closed at run time (503 on
-//! that route), so it is caught here instead.
+//! that route), so it is caught here instead. Every shipped ext_authz filter (and Envoy Gateway
+//! SecurityPolicy) sends oidc-authz the same `allowed_headers` as envoy/envoy.yaml, the list
+//! tests/allowed_headers.rs proves complete.
 
 use std::path::{Path, PathBuf};
 
@@ -162,4 +164,76 @@ fn every_policy_a_shipped_envoy_route_names_is_configured() {
     // The e2e config is the one a test can load: it must also be valid as a whole.
     load_from_str(&e2e_config(), "e2e", Vec::new()).expect("the e2e oidc-authz config is valid");
     assert!(checked >= 3, "envoy/envoy.yaml's example routes were found");
+}
+
+/// The value of the first `key` anywhere in a YAML tree.
+fn find_key<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    match value {
+        Value::Mapping(map) => map.iter().find_map(|(name, child)| {
+            if name.as_str() == Some(key) {
+                Some(child)
+            } else {
+                find_key(child, key)
+            }
+        }),
+        Value::Sequence(items) => items.iter().find_map(|item| find_key(item, key)),
+        _ => None,
+    }
+}
+
+/// The header names of envoy/envoy.yaml's ext_authz `allowed_headers` (exact patterns).
+fn reference_allowed_headers() -> (Value, Vec<String>) {
+    let envoy: Value = serde_yaml::from_str(&file("envoy/envoy.yaml")).unwrap();
+    let list = find_key(&envoy, "allowed_headers")
+        .expect("envoy/envoy.yaml sets allowed_headers")
+        .clone();
+    let names = list["patterns"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|pattern| pattern["exact"].as_str().unwrap().to_owned())
+        .collect();
+    (list, names)
+}
+
+#[test]
+fn every_shipped_ext_authz_filter_sends_the_same_allowed_headers() {
+    let (reference, names) = reference_allowed_headers();
+    assert!(names.contains(&"cookie".to_owned()), "{names:?}");
+    for (envoy, envoy_text, _) in pairs() {
+        let envoy_yaml: Value = serde_yaml::from_str(&envoy_text).unwrap();
+        let filters = envoy_text
+            .lines()
+            .filter(|line| line.trim_end().ends_with("ext_authz.v3.ExtAuthz"))
+            .count();
+        assert_eq!(filters, 1, "{envoy}: one ext_authz filter expected");
+        assert_eq!(
+            find_key(&envoy_yaml, "allowed_headers"),
+            Some(&reference),
+            "{envoy}: its ext_authz allowed_headers differ from envoy/envoy.yaml's"
+        );
+    }
+    let mut policies = 0;
+    let gateway = "deploy/envoy-gateway/securitypolicy.yaml";
+    for document in serde_yaml::Deserializer::from_str(&file(gateway)) {
+        let document = Value::deserialize(document).unwrap();
+        if document.get("kind").and_then(Value::as_str) != Some("SecurityPolicy") {
+            continue;
+        }
+        let listed: Vec<&str> = document["spec"]["extAuth"]["headersToExtAuth"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{gateway}: a SecurityPolicy without headersToExtAuth"))
+            .iter()
+            .map(|name| name.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            listed, names,
+            "{gateway}: headersToExtAuth differs from envoy/envoy.yaml"
+        );
+        policies += 1;
+    }
+    assert_eq!(
+        policies, 2,
+        "{gateway}: the app's and the callbacks' SecurityPolicy"
+    );
 }

@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 // The session-path benchmark behind `scripts/bench` (issue 10): the same Envoy 1.40 ext_authz
-// filter config (envoy/envoy.yaml) in front of an nginx upstream, three ways, measured in one run:
-//   proxy     Envoy without ext_authz (the proxy's own limit),
-//   ceiling   Envoy + ext_authz → examples/always_ok.rs (a tonic Check that answers OK at once),
-//   oidc      Envoy + ext_authz → oidc-authz, a valid session cookie, Redis sessions.
-// Rounds are interleaved (proxy, ceiling, oidc, proxy, ...) so the box's noise hits all three alike;
-// figures are medians of the rounds and ratios against `ceiling`. CPU per request comes from
-// /proc/<pid>/stat (utime + stime) read around each wrk run.
+// filter config (envoy/envoy.yaml) in front of an nginx upstream, five ways, measured in one run:
+//   proxy        Envoy without ext_authz (the proxy's own limit),
+//   ceiling      Envoy + ext_authz → examples/always_ok.rs (a tonic Check that answers OK at once),
+//   oidc         Envoy + ext_authz → oidc-authz, a valid session cookie, Redis sessions,
+//   ceiling-all, oidc-all   the same two without the filter's allowed_headers (every request
+//                header goes into the CheckRequest: Envoy's default for gRPC).
+// wrk sends what a browser sends on a page load (BROWSER_HEADERS, 15 headers with the cookie), so
+// allowed_headers has something to leave out. Rounds are interleaved (proxy, ceiling, oidc, ...)
+// so the box's noise hits all alike; figures are medians of the rounds and ratios against
+// `ceiling`. CPU per request comes from /proc/<pid>/stat (utime + stime) read around each wrk run.
 //
 // Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10, per wrk run at c32), BENCH_LATENCY_SECONDS (5,
 // the c1 run), BENCH_CONNECTIONS (32), OIDC_AUTHZ_BIN, ALWAYS_OK_BIN (set by scripts/bench to
@@ -43,6 +46,37 @@ function cpuSeconds(pid) {
 const httpOk = async (url) => {
   try { return (await fetch(url, { signal: AbortSignal.timeout(2000) })).ok; } catch { return false; }
 };
+
+/** What Chromium 131 sends on a same-site page load, besides the cookie (added per run). */
+const BROWSER_HEADERS = {
+  'User-Agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+  Accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7',
+  'Accept-Language': 'en-GB,en-US;q=0.9,en;q=0.8,fr;q=0.7',
+  'Accept-Encoding': 'gzip, deflate, br, zstd',
+  'Cache-Control': 'max-age=0',
+  'Upgrade-Insecure-Requests': '1',
+  'Sec-Fetch-Site': 'same-origin',
+  'Sec-Fetch-Mode': 'navigate',
+  'Sec-Fetch-User': '?1',
+  'Sec-Fetch-Dest': 'document',
+  'Sec-Ch-Ua': '"Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"',
+  'Sec-Ch-Ua-Mobile': '?0',
+  'Sec-Ch-Ua-Platform': '"Linux"',
+  Referer: 'http://127.0.0.1/anything/reports?year=2026&quarter=3',
+};
+
+/** envoy/envoy.yaml without the ext_authz filter's allowed_headers (Envoy then sends every header). */
+function withoutAllowedHeaders(yaml) {
+  const lines = yaml.split('\n');
+  const start = lines.findIndex((l) => /^\s*allowed_headers:\s*$/.test(l));
+  assert.ok(start >= 0, 'envoy/envoy.yaml sets allowed_headers');
+  const indent = lines[start].search(/\S/);
+  let end = start + 1;
+  while (end < lines.length && (lines[end].search(/\S/) > indent || /^\s*- exact:/.test(lines[end]))) end++;
+  const without = [...lines.slice(0, start), ...lines.slice(end)].join('\n');
+  assert.ok(!without.includes('exact: cookie'), 'the whole allowed_headers list is gone');
+  return without;
+}
 
 /** envoy/envoy.yaml without its ext_authz HTTP filter (the per-route settings are ignored then). */
 function withoutExtAuthz(yaml) {
@@ -89,6 +123,7 @@ async function startEnvoy(dir, name, yaml) {
 /** Runs wrk; returns { rps, p50Ms }. */
 function wrk(url, { connections, seconds, cookie }) {
   const args = [`-t${Math.min(2, connections)}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '--latency'];
+  for (const [name, value] of Object.entries(BROWSER_HEADERS)) args.push('-H', `${name}: ${value}`);
   if (cookie) args.push('-H', `Cookie: ${cookie}`);
   const run = spawnSync('timeout', ['--kill-after=5', String(seconds + 20), 'wrk', ...args, url], { encoding: 'utf8' });
   assert.equal(run.status, 0, `wrk ${url}: ${run.stderr}${run.stdout}`);
@@ -125,9 +160,13 @@ async function main() {
       proxy: { ...(await startEnvoy(dir, 'proxy', ({ listen, admin }) => withoutExtAuthz(shipped(okPort)({ listen, admin })))), server: null },
       ceiling: { ...(await startEnvoy(dir, 'ceiling', shipped(okPort))), server: extra[1] },
       oidc: { ...(await startEnvoy(dir, 'oidc', shipped(stack.ports.authz))), server: stack.procs.authz },
+      'ceiling-all': { ...(await startEnvoy(dir, 'ceiling-all', (ports) => withoutAllowedHeaders(shipped(okPort)(ports)))), server: extra[1] },
+      'oidc-all': { ...(await startEnvoy(dir, 'oidc-all', (ports) => withoutAllowedHeaders(shipped(stack.ports.authz)(ports)))), server: stack.procs.authz },
     };
-    const check = await fetch(targets.oidc.url, { headers: { cookie: cookieHeader }, redirect: 'manual' });
-    assert.equal(check.status, 200, 'the session cookie is accepted through Envoy (200, not a login redirect)');
+    for (const name of ['oidc', 'oidc-all']) {
+      const check = await fetch(targets[name].url, { headers: { ...BROWSER_HEADERS, cookie: cookieHeader }, redirect: 'manual' });
+      assert.equal(check.status, 200, `${name}: the session cookie is accepted through Envoy (200, not a login redirect)`);
+    }
 
     const results = Object.fromEntries(Object.keys(targets).map((k) => [k, { rps: [], p50: [], serverUs: [], envoyUs: [], redisUs: [] }]));
     for (let round = 1; round <= ROUNDS; round++) {
@@ -140,7 +179,7 @@ async function main() {
         const r = results[name];
         r.rps.push(load.rps); r.p50.push(latency.p50Ms);
         r.serverUs.push(us('server')); r.envoyUs.push(us('envoy'));
-        r.redisUs.push(name === 'oidc' ? us('redis') : NaN);
+        r.redisUs.push(name.startsWith('oidc') ? us('redis') : NaN);
         console.error(`round ${round} ${name}: ${load.rps.toFixed(0)} req/s at c${CONNECTIONS}, p50 ${latency.p50Ms.toFixed(3)} ms at c1`);
       }
     }
@@ -161,14 +200,19 @@ function render(results) {
     proxy: 'Envoy alone (no ext_authz)',
     ceiling: 'Envoy + ext_authz → always-OK tonic server (ceiling)',
     oidc: 'Envoy + ext_authz → oidc-authz, valid session, Redis',
+    'ceiling-all': 'the ceiling without allowed_headers (every header sent)',
+    'oidc-all': 'oidc-authz without allowed_headers (every header sent)',
   };
+  const gain = (name) => fmt(median(results[name].rps) / median(results[`${name}-all`].rps), 2);
   const rows = Object.entries(results).map(([name, r]) => `| ${label[name]} | ${fmt(median(r.rps))} | ${fmt(median(r.rps) / ceiling, 2)} | ${fmt(median(r.p50), 3)} | ${name === 'proxy' ? '–' : fmt((median(r.p50) - ceilingP50) * 1000, 0)} | ${fmt(median(r.serverUs))} | ${fmt(median(r.envoyUs))} | ${fmt(median(r.redisUs))} |`);
   return [
-    `wrk -c${CONNECTIONS} ${SECONDS}s and -c1 ${LATENCY_SECONDS}s per round, ${ROUNDS} interleaved rounds, medians; nginx upstream; Envoy --concurrency 1`,
+    `wrk -c${CONNECTIONS} ${SECONDS}s and -c1 ${LATENCY_SECONDS}s per round, ${ROUNDS} interleaved rounds, medians; nginx upstream; Envoy --concurrency 1; ${Object.keys(BROWSER_HEADERS).length + 1} browser request headers`,
     '',
     '| target | req/s | × ceiling | p50 at c1 (ms) | p50 − ceiling (µs) | authz server CPU µs/req | Envoy CPU µs/req | redis CPU µs/req |',
     '|---|---|---|---|---|---|---|---|',
     ...rows,
+    '',
+    `allowed_headers (shipped) vs every header: ceiling ${gain('ceiling')}×, oidc-authz ${gain('oidc')}× the req/s`,
   ].join('\n');
 }
 
