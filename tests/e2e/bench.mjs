@@ -20,11 +20,17 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Proc, bins, envoyConfigFor, freePort, startStack, waitFor, ROOT } from './stack.mjs';
 import { login, sessionCookie } from './flows.mjs';
+import { callbackCost, manySessions, rssKb } from './bench_sessions.mjs';
 
 const ROUNDS = boundedInt('BENCH_ROUNDS', 3, 1, 9);
 const SECONDS = boundedInt('BENCH_SECONDS', 10, 1, 60);
 const LATENCY_SECONDS = boundedInt('BENCH_LATENCY_SECONDS', 5, 1, 60);
 const CONNECTIONS = boundedInt('BENCH_CONNECTIONS', 32, 1, 256);
+// Sessions besides the logged-in one for the `oidc-many` rows (10 000 live sessions in all, every
+// one in oidc-authz's session cache after the first pass), and real logins timed for the callback.
+const SESSIONS = boundedInt('BENCH_SESSIONS', 9999, 0, 100000);
+const LOGINS = boundedInt('BENCH_LOGINS', 30, 0, 200);
+const CLONE_SESSIONS_BIN = process.env.CLONE_SESSIONS_BIN ?? path.join(ROOT, 'target', 'release', 'examples', 'clone_sessions');
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
 const ALWAYS_OK_BIN = process.env.ALWAYS_OK_BIN ?? path.join(ROOT, 'target', 'release', 'examples', 'always_ok');
 
@@ -121,8 +127,9 @@ async function startEnvoy(dir, name, yaml) {
 }
 
 /** Runs wrk; returns { rps, p50Ms }. */
-function wrk(url, { connections, seconds, cookie }) {
+function wrk(url, { connections, seconds, cookie, script }) {
   const args = [`-t${Math.min(2, connections)}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '--latency'];
+  if (script) args.push('-s', script);
   for (const [name, value] of Object.entries(BROWSER_HEADERS)) args.push('-H', `${name}: ${value}`);
   if (cookie) args.push('-H', `Cookie: ${cookie}`);
   const run = spawnSync('timeout', ['--kill-after=5', String(seconds + 20), 'wrk', ...args, url], { encoding: 'utf8' });
@@ -163,6 +170,13 @@ async function main() {
       'ceiling-all': { ...(await startEnvoy(dir, 'ceiling-all', (ports) => withoutAllowedHeaders(shipped(okPort)(ports)))), server: extra[1] },
       'oidc-all': { ...(await startEnvoy(dir, 'oidc-all', (ports) => withoutAllowedHeaders(shipped(stack.ports.authz)(ports)))), server: stack.procs.authz },
     };
+    let script = null;
+    let rssOneSessionKb = NaN;
+    if (SESSIONS > 0) {
+      rssOneSessionKb = rssKb(stack.procs.authz.pid);
+      script = manySessions({ bin: CLONE_SESSIONS_BIN, configFile: stack.configFile, dir, cookie, count: SESSIONS });
+      targets['oidc-many'] = { ...targets.oidc, script };
+    }
     for (const name of ['oidc', 'oidc-all']) {
       const check = await fetch(targets[name].url, { headers: { ...BROWSER_HEADERS, cookie: cookieHeader }, redirect: 'manual' });
       assert.equal(check.status, 200, `${name}: the session cookie is accepted through Envoy (200, not a login redirect)`);
@@ -173,9 +187,9 @@ async function main() {
       for (const [name, target] of Object.entries(targets)) {
         const pids = { server: target.server?.pid, envoy: target.proc.pid, redis: stack.procs.redis.pid };
         const before = Object.fromEntries(Object.entries(pids).filter(([, p]) => p).map(([k, p]) => [k, cpuSeconds(p)]));
-        const load = wrk(target.url, { connections: CONNECTIONS, seconds: SECONDS, cookie: cookieHeader });
+        const load = wrk(target.url, { connections: CONNECTIONS, seconds: SECONDS, cookie: target.script ? null : cookieHeader, script: target.script });
         const us = (k) => (pids[k] ? ((cpuSeconds(pids[k]) - before[k]) * 1e6) / load.requests : NaN);
-        const latency = wrk(target.url, { connections: 1, seconds: LATENCY_SECONDS, cookie: cookieHeader });
+        const latency = wrk(target.url, { connections: 1, seconds: LATENCY_SECONDS, cookie: target.script ? null : cookieHeader, script: target.script });
         const r = results[name];
         r.rps.push(load.rps); r.p50.push(latency.p50Ms);
         r.serverUs.push(us('server')); r.envoyUs.push(us('envoy'));
@@ -183,7 +197,16 @@ async function main() {
         console.error(`round ${round} ${name}: ${load.rps.toFixed(0)} req/s at c${CONNECTIONS}, p50 ${latency.p50Ms.toFixed(3)} ms at c1`);
       }
     }
-    const table = render(results);
+    const notes = [];
+    if (SESSIONS > 0) {
+      const rss = rssKb(stack.procs.authz.pid);
+      notes.push(`oidc-authz RSS: ${(rss / 1024).toFixed(1)} MB after the rounds with ${SESSIONS + 1} live sessions (session_cache_size 10000); ${(rssOneSessionKb / 1024).toFixed(1)} MB before them (one session)`);
+    }
+    if (LOGINS > 0) {
+      const cost = await callbackCost(stack, LOGINS);
+      notes.push(`login (${cost.logins} real logins at oidc-provider): oidc-authz's two redirect Checks (start + callback) took ${cost.checkMs.toFixed(2)} ms per login, of which ${cost.idpMs.toFixed(2)} ms waiting for the IdP (token, JWKS, userinfo): ${cost.beyondIdpMs.toFixed(2)} ms beyond the IdP's own time`);
+    }
+    const table = [render(results), ...notes].join('\n');
     console.log(table);
     if (process.env.BENCH_OUT) fs.writeFileSync(process.env.BENCH_OUT, `${table}\n`);
   } finally {
@@ -202,6 +225,7 @@ function render(results) {
     oidc: 'Envoy + ext_authz → oidc-authz, valid session, Redis',
     'ceiling-all': 'the ceiling without allowed_headers (every header sent)',
     'oidc-all': 'oidc-authz without allowed_headers (every header sent)',
+    'oidc-many': `oidc-authz, ${SESSIONS + 1} sessions in turn (wrk Lua), Redis`,
   };
   const gain = (name) => fmt(median(results[name].rps) / median(results[`${name}-all`].rps), 2);
   const rows = Object.entries(results).map(([name, r]) => `| ${label[name]} | ${fmt(median(r.rps))} | ${fmt(median(r.rps) / ceiling, 2)} | ${fmt(median(r.p50), 3)} | ${name === 'proxy' ? '–' : fmt((median(r.p50) - ceilingP50) * 1000, 0)} | ${fmt(median(r.serverUs))} | ${fmt(median(r.envoyUs))} | ${fmt(median(r.redisUs))} |`);
