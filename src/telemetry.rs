@@ -12,6 +12,8 @@
 //! drives the gRPC client on a one-worker runtime of its own (`OnOwnRuntime`).
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::propagation::TextMapPropagator;
@@ -38,6 +40,11 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_QUEUED_SPANS: usize = 4096;
 /// Longer request ids are cut (Envoy's are UUIDs, 36 characters).
 const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Set once `init` has installed the OpenTelemetry layer. Without it a Check's span serves only
+/// its log lines, and `check_span` gives it only the fields they show (the fmt layer formats every
+/// field of every span, created or recorded, whether a line is ever logged in it or not).
+static TRACES_EXPORTED: AtomicBool = AtomicBool::new(false);
 
 /// Where traces go, once the config and the environment are combined.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +120,10 @@ pub fn init(format: LogFormat, level: &str, otel: &OtelSettings) -> Telemetry {
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = match format {
+        // Colours only for a person at a terminal: escape codes are noise in a log pipeline, and
+        // painting every span field costs more than formatting it.
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -153,6 +163,9 @@ pub fn init(format: LogFormat, level: &str, otel: &OtelSettings) -> Telemetry {
         .is_ok();
     if !installed && let Some(provider) = &provider {
         let _ = provider.shutdown();
+    }
+    if installed && provider.is_some() {
+        TRACES_EXPORTED.store(true, Ordering::Relaxed);
     }
     Telemetry {
         traces: provider.filter(|_| installed),
@@ -222,33 +235,59 @@ impl opentelemetry_sdk::trace::SpanExporter for OnOwnRuntime {
     }
 }
 
-/// The span of one Check, continuing the caller's trace: W3C `traceparent`/`tracestate` from the
-/// Check call's own gRPC metadata (Envoy with tracing on sends its ext_authz span there), else
-/// from the forwarded request headers (the client's). `decision`, `policy` and `provider` are
-/// recorded as they are known. At ERROR level so that every log line of the Check, at any log
-/// level, carries `request_id`.
+/// The span of one Check. Its log-line context (`http.request.method`, a checked `x-request-id`
+/// as `request_id`, then `policy` and `provider` as the gateway knows them) is the same with or
+/// without traces. At ERROR level so that every log line of the Check, at any log level, carries
+/// `request_id`. With traces exported (`init` installed the OpenTelemetry layer) it also continues
+/// the caller's trace, W3C `traceparent`/`tracestate` from the Check call's own gRPC metadata
+/// (Envoy with tracing on sends its ext_authz span there), else from the forwarded request headers
+/// (the client's), and records `decision` and `otel.status_code` at the end.
 pub fn check_span(view: &RequestView, metadata: &tonic::metadata::MetadataMap) -> tracing::Span {
+    let method = http_method(&view.method);
+    let id = view
+        .headers
+        .get("x-request-id")
+        .and_then(|id| request_id(id));
+    if !TRACES_EXPORTED.load(Ordering::Relaxed) {
+        return logged_check_span(method, id);
+    }
     let span = tracing::error_span!(
         "check",
         otel.kind = "server",
-        http.request.method = http_method(&view.method),
+        http.request.method = method,
         request_id = tracing::field::Empty,
         decision = tracing::field::Empty,
         policy = tracing::field::Empty,
         provider = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    if let Some(id) = view
-        .headers
-        .get("x-request-id")
-        .and_then(|id| request_id(id))
-    {
+    if let Some(id) = id {
         span.record("request_id", id);
     }
     let parent = TraceContextPropagator::new().extract(&trace_headers(metadata, &view.headers));
-    // Fails only when traces are off (no OpenTelemetry layer): nothing to continue then.
+    // Fails only when the OpenTelemetry layer is not this span's subscriber's: nothing to continue.
     let _ = span.set_parent(parent);
     span
+}
+
+/// The span of a Check when no trace is exported: its fields given at creation, so the fmt layer
+/// formats them once, and no field that no log line shows (`decision` comes after the last line).
+fn logged_check_span(method: &'static str, request_id: Option<&str>) -> tracing::Span {
+    match request_id {
+        Some(id) => tracing::error_span!(
+            "check",
+            http.request.method = method,
+            request_id = id,
+            policy = tracing::field::Empty,
+            provider = tracing::field::Empty,
+        ),
+        None => tracing::error_span!(
+            "check",
+            http.request.method = method,
+            policy = tracing::field::Empty,
+            provider = tracing::field::Empty,
+        ),
+    }
 }
 
 /// Only the propagation headers reach the propagator: the gRPC call's when it has a
@@ -289,8 +328,12 @@ fn http_method(method: &str) -> &'static str {
         .unwrap_or("_OTHER")
 }
 
-/// Records the Check's decision (`allow`, `redirect`, `deny` or `error`) on its span.
+/// Records the Check's decision (`allow`, `redirect`, `deny` or `error`) on its span, when traces
+/// are exported (no log line shows it: it comes after the last one).
 pub fn record_decision(span: &tracing::Span, decision: &'static str) {
+    if !TRACES_EXPORTED.load(Ordering::Relaxed) {
+        return;
+    }
     span.record("decision", decision);
     if decision == "error" {
         span.record("otel.status_code", "ERROR");

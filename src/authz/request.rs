@@ -4,6 +4,8 @@
 //! rightmost value: the one the nearest (trusted) proxy appended; values to its left came from
 //! the client or from proxies we know nothing about.
 
+use std::collections::HashMap;
+
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 
 use crate::flow::RequestView;
@@ -18,14 +20,15 @@ pub fn request_view(check: CheckRequest, trust_forwarded_headers: bool) -> Reque
         .request
         .and_then(|request| request.http)
         .unwrap_or_default();
-    let headers: std::collections::HashMap<String, String> = http
-        .headers
-        .into_iter()
-        .map(|(name, value)| (name.to_ascii_lowercase(), value))
-        .collect();
-    let (path, mut query) = match http.path.split_once('?') {
-        Some((path, query)) => (path.to_owned(), query.to_owned()),
-        None => (http.path.clone(), String::new()),
+    let headers = lower_case_names(http.headers);
+    let mut path = http.path;
+    let mut query = match path.find('?') {
+        Some(mark) => {
+            let query = path[mark + 1..].to_owned();
+            path.truncate(mark);
+            query
+        }
+        None => String::new(),
     };
     if query.is_empty() && !http.query.is_empty() {
         query = http.query;
@@ -39,10 +42,10 @@ pub fn request_view(check: CheckRequest, trust_forwarded_headers: bool) -> Reque
             .filter(|value| !value.is_empty())
     };
     let scheme = forwarded("x-forwarded-proto")
-        .or_else(|| (!http.scheme.is_empty()).then(|| http.scheme.clone()))
+        .or_else(|| (!http.scheme.is_empty()).then_some(http.scheme))
         .unwrap_or_else(|| "http".to_owned());
     let host = forwarded("x-forwarded-host")
-        .or_else(|| (!http.host.is_empty()).then(|| http.host.clone()))
+        .or_else(|| (!http.host.is_empty()).then_some(http.host))
         .or_else(|| headers.get(":authority").cloned())
         .or_else(|| headers.get("host").cloned())
         .unwrap_or_default();
@@ -61,6 +64,21 @@ pub fn request_view(check: CheckRequest, trust_forwarded_headers: bool) -> Reque
         body,
         policy_name,
     }
+}
+
+/// The headers with lower-case names. Envoy sends them so (HTTP/2 and its HTTP/1 codec lower-case
+/// every name): the map is then kept as it arrived, not rebuilt.
+fn lower_case_names(headers: HashMap<String, String>) -> HashMap<String, String> {
+    let all_lower_case = headers
+        .keys()
+        .all(|name| !name.bytes().any(|byte| byte.is_ascii_uppercase()));
+    if all_lower_case {
+        return headers;
+    }
+    headers
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect()
 }
 
 #[cfg(test)]

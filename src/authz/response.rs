@@ -23,11 +23,11 @@ const GRPC_PERMISSION_DENIED: i32 = 7;
 // `append` is deprecated in Envoy's API, but Envoy 1.40 still reads it and treats an unset value
 // inconsistently (REAL-STACK.md): we set it on purpose.
 #[allow(deprecated)]
-fn overwrite(name: &str, value: &str) -> HeaderValueOption {
+fn overwrite(name: String, value: String) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
-            key: name.to_owned(),
-            value: value.to_owned(),
+            key: name,
+            value,
             ..Default::default()
         }),
         append: Some(BoolValue { value: false }),
@@ -36,11 +36,11 @@ fn overwrite(name: &str, value: &str) -> HeaderValueOption {
     }
 }
 
-fn added(name: &str, value: &str) -> HeaderValueOption {
+fn added(name: impl Into<String>, value: impl Into<String>) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
-            key: name.to_owned(),
-            value: value.to_owned(),
+            key: name.into(),
+            value: value.into(),
             ..Default::default()
         }),
         ..Default::default()
@@ -136,25 +136,26 @@ pub fn check_response(decision: Decision) -> CheckResponse {
             set_upstream_headers,
             remove_upstream_headers,
             set_cookies,
-        } => CheckResponse {
-            status: status(GRPC_OK),
-            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-                headers: set_upstream_headers
-                    .iter()
-                    .map(|h| overwrite(&h.name, h.value.expose()))
-                    .collect(),
-                headers_to_remove: headers_to_remove(
-                    &set_upstream_headers,
-                    remove_upstream_headers,
-                ),
-                response_headers_to_add: set_cookies
-                    .iter()
-                    .map(|c| added("set-cookie", c))
-                    .collect(),
+        } => {
+            let headers_to_remove =
+                headers_to_remove(&set_upstream_headers, remove_upstream_headers);
+            CheckResponse {
+                status: status(GRPC_OK),
+                http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                    headers: set_upstream_headers
+                        .into_iter()
+                        .map(|h| overwrite(h.name, h.value.expose().to_owned()))
+                        .collect(),
+                    headers_to_remove,
+                    response_headers_to_add: set_cookies
+                        .into_iter()
+                        .map(|c| added("set-cookie", c))
+                        .collect(),
+                    ..Default::default()
+                })),
                 ..Default::default()
-            })),
-            ..Default::default()
-        },
+            }
+        }
         Decision::Redirect {
             status: http_status,
             location,

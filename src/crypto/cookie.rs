@@ -44,8 +44,9 @@ impl std::fmt::Debug for VerifiedCookie {
     }
 }
 
-fn mac(key: &[u8; 32], purpose: CookiePurpose, encoded_id: &str) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+/// The MAC of a cookie, from the key's ready-keyed HMAC state (no key setup per cookie).
+fn mac(keyed: &Hmac<Sha256>, purpose: CookiePurpose, encoded_id: &str) -> Hmac<Sha256> {
+    let mut mac = keyed.clone();
     mac.update(purpose.label());
     mac.update(b".");
     mac.update(VERSION.as_bytes());

@@ -18,7 +18,9 @@ pub const MIN_SECRET_LEN: usize = 32;
 /// be confused with a ciphertext key.
 #[derive(Clone)]
 pub(crate) struct DerivedKeys {
-    pub(crate) cookie_mac: [u8; 32],
+    /// HMAC-SHA256 keyed with the cookie MAC key, its inner and outer pads hashed once: each
+    /// sign or verify clones it instead of setting the key up again.
+    pub(crate) cookie_mac: hmac::Hmac<Sha256>,
     /// The AES-256-GCM key for sealing records, its key schedule expanded once.
     pub(crate) seal_cipher: aes_gcm::Aes256Gcm,
 }
@@ -56,6 +58,8 @@ impl KeyRing {
                 .and_then(|_| hkdf.expand(b"record seal", &mut seal))
                 .map_err(|_| "key derivation failed".to_string())?;
             let seal_cipher = <aes_gcm::Aes256Gcm as aes_gcm::KeyInit>::new((&seal).into());
+            let cookie_mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&cookie_mac)
+                .map_err(|_| "key derivation failed".to_string())?;
             keys.push(DerivedKeys {
                 cookie_mac,
                 seal_cipher,
@@ -113,7 +117,17 @@ mod tests {
         Hkdf::<Sha256>::new(Some(b"oidc-authz v1"), b"0123456789abcdef0123456789abcdef")
             .expand(b"record seal", &mut seal)
             .unwrap();
-        assert_ne!(ring.current().cookie_mac, seal);
+        let mac_with = |key: &[u8]| {
+            let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(key).unwrap();
+            hmac::Mac::update(&mut mac, b"x");
+            hmac::Mac::finalize(mac).into_bytes()
+        };
+        let cookie_tag = {
+            let mut mac = ring.current().cookie_mac.clone();
+            hmac::Mac::update(&mut mac, b"x");
+            hmac::Mac::finalize(mac).into_bytes()
+        };
+        assert_ne!(cookie_tag, mac_with(&seal));
         assert_eq!(format!("{ring:?}"), "KeyRing(1 keys, [redacted])");
     }
 

@@ -1,0 +1,63 @@
+//! A refused request is logged with a fixed reason, never with text the client chose: the path
+//! (and query) of a request is the attacker's to write, newlines and fake log lines included.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use support::{Authz, FakeIdp, Outcome, Req, SwitchableStore};
+
+/// A log sink the test reads back.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Text a client puts in its request path to forge a log line of its own.
+const MARKER: &str = "FORGED-LINE";
+
+// current_thread (the default): the server's tasks run on this thread, under this subscriber.
+#[tokio::test]
+async fn a_refused_request_is_logged_without_its_path() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let idp = FakeIdp::start().await;
+    let authz = Authz::start(
+        &idp,
+        "allowed_hosts: [app.example]",
+        SwitchableStore::memory(),
+    )
+    .await;
+    let mut browser = authz.browser();
+    browser.origin_host = "elsewhere.example".into();
+    let path = format!("/page\n2026-01-01T00:00:00Z ERROR {MARKER} admin logged in");
+    let outcome = browser.send(Req::navigate(&path)).await;
+    assert!(
+        matches!(outcome, Outcome::Denied { status: 400, .. }),
+        "a host outside allowed_hosts is refused: {outcome:?}"
+    );
+    authz.stop().await;
+
+    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("request refused") && text.contains("allowed_hosts"),
+        "the refusal and its reason are logged: {text}"
+    );
+    assert!(!text.contains(MARKER), "no client text in the log: {text}");
+}
