@@ -55,8 +55,9 @@ pub enum Error {
     InvalidIdToken(IdTokenError),
     #[error("the request's host is not in allowed_hosts")]
     HostNotAllowed,
-    #[error("method {0} is not allowed here")]
-    MethodNotAllowed(String),
+    /// No method text: it is the caller's (a direct gRPC caller may send any string).
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
     #[error("the back-channel logout request is invalid: {0}")]
     InvalidLogoutToken(String),
     #[error("the front-channel logout request is invalid: {0}")]
@@ -144,7 +145,7 @@ impl Error {
             | Error::MissingIdToken
             | Error::InvalidIdToken(_)
             | Error::HostNotAllowed
-            | Error::MethodNotAllowed(_)
+            | Error::MethodNotAllowed
             | Error::InvalidLogoutToken(_) => FailureCause::Other,
         }
     }
@@ -195,7 +196,7 @@ impl Error {
                 status: 400,
                 message: "This site is not served here.",
             },
-            Error::MethodNotAllowed(_) => Deny {
+            Error::MethodNotAllowed => Deny {
                 status: 405,
                 message: "This method is not allowed here.",
             },

@@ -18,6 +18,11 @@ impl Secret {
         &self.0
     }
 
+    /// The secret value, moved out (no copy): like `expose`, only where it leaves the process.
+    pub fn into_exposed(self) -> String {
+        self.0
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -61,3 +61,39 @@ async fn a_refused_request_is_logged_without_its_path() {
     );
     assert!(!text.contains(MARKER), "no client text in the log: {text}");
 }
+
+/// A method the logout path does not answer is refused; the method (the caller's text: a direct
+/// gRPC caller may send any string) is not in the log.
+#[tokio::test]
+async fn a_refused_method_is_logged_without_the_method() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let idp = FakeIdp::start().await;
+    let authz = Authz::start(&idp, "logout_path: /logout", SwitchableStore::memory()).await;
+    let method = format!("PATCH\n2026-01-01T00:00:00Z ERROR {MARKER} admin logged in");
+    let request = Req {
+        method: Box::leak(method.into_boxed_str()),
+        path: "/logout",
+        ..Default::default()
+    };
+    let outcome = authz.browser().send(request).await;
+    assert!(
+        matches!(outcome, Outcome::Denied { status: 405, .. }),
+        "{outcome:?}"
+    );
+    authz.stop().await;
+
+    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("request refused"),
+        "the refusal is logged: {text}"
+    );
+    assert!(!text.contains(MARKER), "no client text in the log: {text}");
+}

@@ -144,7 +144,7 @@ pub fn check_response(decision: Decision) -> CheckResponse {
                 http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
                     headers: set_upstream_headers
                         .into_iter()
-                        .map(|h| overwrite(h.name, h.value.expose().to_owned()))
+                        .map(|h| overwrite(h.name, h.value.into_exposed()))
                         .collect(),
                     headers_to_remove,
                     response_headers_to_add: set_cookies

@@ -13,7 +13,7 @@ impl Flow {
         request: &RequestView,
     ) -> Result<Decision, Error> {
         if request.method != "POST" {
-            return Err(Error::MethodNotAllowed(request.method.clone()));
+            return Err(Error::MethodNotAllowed);
         }
         let logout_token = form_urlencoded::parse(&request.body)
             .find(|(name, _)| name == "logout_token")

@@ -69,7 +69,7 @@ impl Flow {
                 }
                 parse_params(&request.body)
             }
-            other => return Err(Error::MethodNotAllowed(other.to_owned())),
+            _ => return Err(Error::MethodNotAllowed),
         };
         if let Some(error) = params.error {
             if let Some(state) = &params.state {

@@ -25,7 +25,7 @@ impl Flow {
         request: &RequestView,
     ) -> Result<Decision, Error> {
         if request.method != "GET" {
-            return Err(Error::MethodNotAllowed(request.method.clone()));
+            return Err(Error::MethodNotAllowed);
         }
         let metadata = self.provider.metadata().ok_or(Error::ProviderNotReady)?;
         let (issuer, idp_session_id) = frontchannel_parameters(&request.query)?;

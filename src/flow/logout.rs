@@ -30,7 +30,7 @@ impl Flow {
         jar: &CookieJar<'_>,
     ) -> Result<Decision, Error> {
         if !self.config.logout_methods.contains(&request.method) {
-            return Err(Error::MethodNotAllowed(request.method.clone()));
+            return Err(Error::MethodNotAllowed);
         }
         if !is_same_origin(request) {
             return self.confirm_logout(request);
@@ -69,7 +69,7 @@ impl Flow {
             "get"
         } else {
             // DELETE only: no HTML form can send it; a cross-site DELETE is simply refused.
-            return Err(Error::MethodNotAllowed(request.method.clone()));
+            return Err(Error::MethodNotAllowed);
         };
         tracing::info!("logout request from another origin: asking for confirmation");
         Ok(Decision::ConfirmLogout {

@@ -102,14 +102,13 @@ impl From<CachedSession> for LoadedSession {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Appends `bytes` as lower-case hex.
+fn push_hex(text: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
         text.push(DIGITS[usize::from(byte >> 4)] as char);
         text.push(DIGITS[usize::from(byte & 0xf)] as char);
     }
-    text
 }
 
 /// The session layer over a byte store. Cheap to clone.
@@ -194,13 +193,16 @@ impl Sessions {
         &self.store
     }
 
-    /// `<kind>:<namespace><hash of value under label>`.
+    /// `<kind>:<namespace><hash of value under label>`, built in one allocation (every Check
+    /// makes one).
     fn key(&self, kind: &str, label: &str, value: &[u8]) -> String {
-        format!(
-            "{kind}:{}{}",
-            self.namespace,
-            hex(&labelled_hash(label, value))
-        )
+        let hash = labelled_hash(label, value);
+        let mut key = String::with_capacity(kind.len() + 1 + self.namespace.len() + 2 * hash.len());
+        key.push_str(kind);
+        key.push(':');
+        key.push_str(&self.namespace);
+        push_hex(&mut key, &hash);
+        key
     }
 
     fn session_key(&self, id: &SessionId) -> String {

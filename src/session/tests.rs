@@ -27,7 +27,11 @@ async fn the_store_sees_neither_the_id_nor_the_tokens() {
     let ttl = Duration::from_secs(60);
     sessions.create(&id, &record(), ttl, ttl).await.unwrap();
     let key = sessions.session_key(&id);
-    assert!(!key.contains(&hex(&id.0)));
+    let mut id_hex = String::new();
+    push_hex(&mut id_hex, &id.0);
+    assert_eq!(id_hex, "09".repeat(16));
+    assert!(!key.contains(&id_hex));
+    assert_eq!(key.len(), "session:".len() + 64, "{key}");
     let raw = store.get(&key).await.unwrap().unwrap();
     assert!(!raw.windows(6).any(|w| w == b"secret"));
     let loaded = sessions.load(&id).await.unwrap().unwrap();
