@@ -134,7 +134,12 @@ pub(crate) fn build_flows(
     let session_cookie_names = config.session_cookie_names();
     // One cache for every provider's sessions (their keys differ by namespace); a reload makes a
     // new one, so nothing opened under a removed key outlives the reload.
-    let cache = Sessions::cache_for(store, config.session_cache_size, cache_keeps(config));
+    let cache = Sessions::cache_for(
+        store,
+        config.session_cache_size,
+        cache_keeps(config),
+        metrics.session_cache(),
+    );
     let mut flows = Vec::new();
     for name in config.provider_names() {
         let provider = providers

@@ -324,3 +324,27 @@ async fn writes_refreshes_and_logouts_after_cache_hits_use_the_whole_record() {
     first.stop().await;
     second.stop().await;
 }
+
+#[tokio::test]
+async fn the_cache_reports_its_hits_misses_and_feed() {
+    let redis = RedisServer::start();
+    let idp = FakeIdp::start().await;
+    let (first, second, _browser) = two_replicas_and_a_cached_session(&redis, &idp).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", second.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing: {metrics}"))
+    };
+    assert_eq!(value("oidc_authz_session_cache_feed_up "), 1.0);
+    assert!(value("oidc_authz_session_cache_lookups_total{result=\"hit\"} ") >= 19.0);
+    assert!(value("oidc_authz_session_cache_lookups_total{result=\"miss\"} ") >= 1.0);
+    first.stop().await;
+    second.stop().await;
+}

@@ -13,6 +13,7 @@ use std::time::Duration;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::error::FailureCause;
@@ -49,6 +50,34 @@ label_values!(RefreshOutcome, "result", {
 });
 
 label_values!(FailureCause, "cause", { Store => "store", Idp => "idp", Other => "other" });
+
+/// What the session cache answered (`session/cache.rs`).
+#[derive(Debug, Clone, Copy)]
+pub enum CacheLookup {
+    /// Served from the cache: no store read.
+    Hit,
+    /// Read from the store (not cached, or the cache's feed is not live).
+    Miss,
+}
+label_values!(CacheLookup, "result", { Hit => "hit", Miss => "miss" });
+
+/// The session cache's handles into `Metrics`: cheap clones of the same metrics.
+#[derive(Debug, Clone, Default)]
+pub struct SessionCacheMetrics {
+    lookups: Fixed<CacheLookup, Counter>,
+    feed_up: Gauge,
+}
+
+impl SessionCacheMetrics {
+    pub fn record_lookup(&self, result: CacheLookup) {
+        self.lookups.get(result).inc();
+    }
+
+    /// Whether the cache's invalidation feed is live (and so the cache serves).
+    pub fn set_feed_up(&self, up: bool) {
+        self.feed_up.set(i64::from(up));
+    }
+}
 
 /// How a config reload (SIGHUP) ended.
 #[derive(Debug, Clone, Copy)]
@@ -147,9 +176,15 @@ pub struct Metrics {
     store_duration: Fixed<StoreOperation, LatencyHistogram>,
     store_errors: Fixed<StoreOperation, Counter>,
     config_reloads: Fixed<ReloadResult, Counter>,
+    session_cache: SessionCacheMetrics,
 }
 
 impl Metrics {
+    /// Handles for the session cache of the config in force (a reload's new cache gets the same).
+    pub fn session_cache(&self) -> SessionCacheMetrics {
+        self.session_cache.clone()
+    }
+
     pub fn record_check(&self, outcome: CheckOutcome, took: Duration) {
         self.checks.get(outcome).inc();
         self.check_duration.observe(took);
@@ -316,6 +351,16 @@ impl Metrics {
             "oidc_authz_config_reloads",
             "Config reloads (SIGHUP) by result; refused ones left the old config serving",
             self.config_reloads.clone(),
+        );
+        registry.register(
+            "oidc_authz_session_cache_lookups",
+            "Session lookups of Checks, by whether the session cache answered (hit) or the store did (miss)",
+            self.session_cache.lookups.clone(),
+        );
+        registry.register(
+            "oidc_authz_session_cache_feed_up",
+            "Whether the session cache's invalidation feed from Redis is live (0: the cache serves nothing)",
+            self.session_cache.feed_up.clone(),
         );
     }
 }

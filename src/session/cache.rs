@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::SessionRecord;
 use super::store::InvalidationListener;
+use crate::metrics::{CacheLookup, SessionCacheMetrics};
 
 /// A record as opened from the store (`complete`), or trimmed for the cache.
 #[derive(Clone)]
@@ -92,6 +93,7 @@ pub struct SessionCache {
     state: Mutex<State>,
     capacity: usize,
     keep: Keep,
+    metrics: SessionCacheMetrics,
 }
 
 impl SessionCache {
@@ -102,7 +104,13 @@ impl SessionCache {
             state: Mutex::new(State::default()),
             capacity,
             keep,
+            metrics: SessionCacheMetrics::default(),
         }
+    }
+
+    /// The same cache, counting its lookups and feed state in `metrics`.
+    pub fn with_metrics(self, metrics: SessionCacheMetrics) -> Self {
+        SessionCache { metrics, ..self }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -113,10 +121,18 @@ impl SessionCache {
 
     pub fn get(&self, key: &str) -> Option<CachedSession> {
         let state = self.state();
-        if !state.live {
-            return None;
-        }
-        state.entries.get(key).cloned()
+        let hit = state
+            .live
+            .then(|| state.entries.get(key).cloned())
+            .flatten();
+        drop(state);
+        let result = if hit.is_some() {
+            CacheLookup::Hit
+        } else {
+            CacheLookup::Miss
+        };
+        self.metrics.record_lookup(result);
+        hit
     }
 
     /// Take before reading `key` from the store; give to `insert` with what was read.
@@ -173,6 +189,7 @@ impl InvalidationListener for SessionCache {
         state.generation += 1;
         state.entries.clear();
         state.live = live;
+        self.metrics.set_feed_up(live);
     }
 }
 

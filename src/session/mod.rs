@@ -148,11 +148,12 @@ impl Sessions {
         store: &Arc<dyn SessionStore>,
         capacity: usize,
         keep: Keep,
+        metrics: crate::metrics::SessionCacheMetrics,
     ) -> Option<Arc<SessionCache>> {
         if capacity == 0 {
             return None;
         }
-        let cache = Arc::new(SessionCache::new(capacity, keep));
+        let cache = Arc::new(SessionCache::new(capacity, keep).with_metrics(metrics));
         let listener: Arc<dyn InvalidationListener> = cache.clone();
         store
             .watch_changes(SESSION_KEY_PREFIX, listener)

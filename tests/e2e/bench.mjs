@@ -204,7 +204,7 @@ async function main() {
     }
     if (LOGINS > 0) {
       const cost = await callbackCost(stack, LOGINS);
-      notes.push(`login (${cost.logins} real logins at oidc-provider): oidc-authz's two redirect Checks (start + callback) took ${cost.checkMs.toFixed(2)} ms per login, of which ${cost.idpMs.toFixed(2)} ms waiting for the IdP (token, JWKS, userinfo): ${cost.beyondIdpMs.toFixed(2)} ms beyond the IdP's own time`);
+      notes.push(`login (${cost.logins} real logins at oidc-provider, one after another): oidc-authz's ${cost.checksPerLogin.toFixed(0)} Checks per login (start, callback, first page) took ${cost.checkMs.toFixed(2)} ms, of which ${cost.idpMs.toFixed(2)} ms waiting for the IdP (token, JWKS, userinfo): ${cost.beyondIdpMs.toFixed(2)} ms beyond the IdP's own time`);
     }
     const table = [render(results), ...notes].join('\n');
     console.log(table);
