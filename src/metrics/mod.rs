@@ -506,7 +506,7 @@ mod tests {
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
-        assert_eq!(helps, 19, "{text}");
+        assert_eq!(helps, 21, "{text}");
     }
 
     #[tokio::test]

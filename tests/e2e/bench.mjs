@@ -215,6 +215,13 @@ async function main() {
   }
 }
 
+/** Run-to-run spread of one target against the ceiling: the per-round ratio and p50 gap, min–max. */
+function spread(results, name) {
+  const rounds = results[name].rps.map((rps, i) => ({ ratio: rps / results.ceiling.rps[i], gap: (results[name].p50[i] - results.ceiling.p50[i]) * 1000 }));
+  const range = (xs, d) => `${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)}`;
+  return `spread over ${rounds.length} rounds, ${name}: × ceiling ${range(rounds.map((r) => r.ratio), 2)}, p50 − ceiling ${range(rounds.map((r) => r.gap), 0)} µs`;
+}
+
 function render(results) {
   const ceiling = median(results.ceiling.rps);
   const ceilingP50 = median(results.ceiling.p50);
@@ -237,6 +244,7 @@ function render(results) {
     ...rows,
     '',
     `allowed_headers (shipped) vs every header: ceiling ${gain('ceiling')}×, oidc-authz ${gain('oidc')}× the req/s`,
+    ...['oidc', 'oidc-many'].filter((name) => results[name]).map((name) => spread(results, name)),
   ].join('\n');
 }
 
