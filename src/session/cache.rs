@@ -6,9 +6,11 @@
 //! read without this cache hearing of it. Hence:
 //! - nothing is served or stored while the feed is not live; losing the feed (or a reload) forgets
 //!   everything;
-//! - every invalidation bumps a generation; a record read from the store is stored only if the
-//!   generation is the one seen *before* the read (`Ticket`), so a change that raced the read is
-//!   never hidden by it;
+//! - every invalidation bumps a generation and is remembered (the last `RECENT_INVALIDATIONS`); a
+//!   record read from the store is stored only if no invalidation of its key came after the
+//!   generation seen *before* the read (`Ticket`), so a change that raced the read is never hidden
+//!   by it. When more invalidations came than are remembered, or the feed was reset, the read is
+//!   not stored;
 //! - our own writes forget the key after writing (`forget`).
 //!
 //! Timeouts need no invalidation: they are enforced on every Check from the record's timestamps.
@@ -19,7 +21,7 @@
 //! A trimmed record is never written back: whoever writes (activity, refresh, key move) or logs
 //! out reads the whole record from the store first (`LoadedSession::complete`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::SessionRecord;
@@ -82,11 +84,41 @@ impl CachedSession {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket(u64);
 
+/// How many invalidated keys are remembered to tell whether one raced a read. A read whose window
+/// saw more invalidations than this is not stored (it is read again next time).
+const RECENT_INVALIDATIONS: usize = 4096;
+
 #[derive(Default)]
 struct State {
     entries: HashMap<String, CachedSession>,
+    /// Counts invalidations and resets.
     generation: u64,
+    /// The generation of the last reset (feed up or down, flush): reads from before it are stale.
+    reset_at: u64,
+    /// The most recent invalidations, oldest first: (generation after it, key).
+    recent: VecDeque<(u64, String)>,
     live: bool,
+}
+
+impl State {
+    /// Whether `key` may have changed after `ticket` was taken.
+    fn changed_since(&self, key: &str, ticket: Ticket) -> bool {
+        if ticket.0 < self.reset_at {
+            return true;
+        }
+        let since = self.generation - ticket.0;
+        if since == 0 {
+            return false;
+        }
+        if since > self.recent.len() as u64 {
+            return true;
+        }
+        self.recent
+            .iter()
+            .rev()
+            .take_while(|(generation, _)| *generation > ticket.0)
+            .any(|(_, changed)| changed == key)
+    }
 }
 
 pub struct SessionCache {
@@ -148,7 +180,7 @@ impl SessionCache {
         }
         let session = session.trimmed(self.keep);
         let mut state = self.state();
-        if !state.live || state.generation != ticket.0 {
+        if !state.live || state.changed_since(key, ticket) {
             return;
         }
         if state.entries.len() >= self.capacity && !state.entries.contains_key(key) {
@@ -178,15 +210,22 @@ impl SessionCache {
 impl InvalidationListener for SessionCache {
     fn invalidated(&self, keys: &[&str]) {
         let mut state = self.state();
-        state.generation += 1;
         for key in keys {
+            state.generation += 1;
+            let generation = state.generation;
             state.entries.remove(*key);
+            if state.recent.len() == RECENT_INVALIDATIONS {
+                state.recent.pop_front();
+            }
+            state.recent.push_back((generation, (*key).to_owned()));
         }
     }
 
     fn reset(&self, live: bool) {
         let mut state = self.state();
         state.generation += 1;
+        state.reset_at = state.generation;
+        state.recent.clear();
         state.entries.clear();
         state.live = live;
         self.metrics.set_feed_up(live);
@@ -240,6 +279,40 @@ mod tests {
         cache.insert("a", &session("alice"), ticket);
         assert!(cache.get("a").is_none());
         // A read that began after the change is stored.
+        cache.insert("a", &session("alice"), cache.ticket());
+        assert!(cache.get("a").is_some());
+    }
+
+    #[test]
+    fn a_read_is_stored_when_only_other_keys_changed_meanwhile() {
+        let cache = live_cache(10);
+        let ticket = cache.ticket();
+        cache.invalidated(&["b", "c"]);
+        cache.insert("a", &session("alice"), ticket);
+        assert!(
+            cache.get("a").is_some(),
+            "other sessions' writes do not stop caching"
+        );
+        let ticket = cache.ticket();
+        cache.invalidated(&["b"]);
+        cache.invalidated(&["a"]);
+        cache.invalidated(&["c"]);
+        cache.insert("a", &session("alice"), ticket);
+        assert!(
+            cache.get("a").is_none(),
+            "a change to this key among others is seen"
+        );
+    }
+
+    #[test]
+    fn a_read_whose_window_saw_more_changes_than_are_remembered_is_not_stored() {
+        let cache = live_cache(10);
+        let ticket = cache.ticket();
+        for index in 0..=RECENT_INVALIDATIONS {
+            cache.invalidated(&[format!("other{index}").as_str()]);
+        }
+        cache.insert("a", &session("alice"), ticket);
+        assert!(cache.get("a").is_none(), "cannot tell: not stored");
         cache.insert("a", &session("alice"), cache.ticket());
         assert!(cache.get("a").is_some());
     }
