@@ -420,9 +420,14 @@ const scenarios = {
     const master = await freePort();
     const replica = await freePort();
     const sentinels = [await freePort(), await freePort(), await freePort()];
-    const procs = [startRedis('sentinel-master', master), startRedis('sentinel-replica', replica, ['--replicaof', '127.0.0.1', String(master)])];
+    // Redis waits repl-diskless-sync-delay (5 s by default) before the first full sync: without
+    // `0` the replica may still be empty when the session is looked for there (a CI failure).
+    const procs = [startRedis('sentinel-master', master, ['--repl-diskless-sync-delay', '0']),
+      startRedis('sentinel-replica', replica, ['--replicaof', '127.0.0.1', String(master)])];
     await waitFor('master', () => redisUp(master));
     await waitFor('replica', () => redisUp(replica));
+    await waitFor('the replica in sync with the master',
+      async () => (await redisCommand(replica, 'INFO replication'))?.includes('master_link_status:up'), 20000, 50);
     procs.push(...sentinels.map((p, i) => startSentinel(`sentinel-${i}`, p, master)));
     for (const p of sentinels) await waitFor('sentinel', () => redisUp(p));
     const ports = { grpc: await freePort(), admin: await freePort() };
@@ -431,7 +436,7 @@ const scenarios = {
     await waitFor('authz (sentinel) ready', () => readyz(ports.admin));
     const envoy = await startEnvoy('envoy-sentinel', [ports.grpc]);
     const cookies = await cookiesThrough(envoy.port);
-    await waitFor('the session reached the replica', async () => (await redisCommand(replica, 'DBSIZE'))?.match(/:(\d+)/)?.[1] > 0, 5000);
+    await waitFor('the session reached the replica', async () => (await redisCommand(replica, 'DBSIZE'))?.match(/:(\d+)/)?.[1] > 0, 10000);
     const load = startLoad(envoy.port, cookies);
     const t0 = Date.now();
     await sleep(1000);
