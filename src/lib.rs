@@ -29,6 +29,7 @@ pub mod crypto;
 pub mod error;
 pub mod flow;
 pub mod gateway;
+pub mod grpc_socket;
 pub mod log_limit;
 pub mod metrics;
 pub mod oidc;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
+use tokio_stream::StreamExt;
 
 use crate::authz::{AuthorizationServer, AuthzService};
 use crate::clock::{Clock, SystemClock};
@@ -20,6 +21,7 @@ use crate::config::{
 use crate::crypto::KeyRing;
 use crate::flow::Flow;
 use crate::gateway::{Gateway, NamedFlow};
+use crate::grpc_socket::UnvectoredWrites;
 use crate::metrics::Metrics;
 use crate::oidc::IdentityProvider;
 use crate::oidc::provider::{Provider, ProviderSettings};
@@ -346,8 +348,9 @@ pub async fn run(
     let grpc = async move {
         match grpc_listener.into() {
             GrpcListener::Tcp(listener) => {
-                let incoming =
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .map(|accepted| accepted.map(UnvectoredWrites));
                 router
                     .serve_with_incoming_shutdown(incoming, stop_accepting_signal)
                     .await
@@ -357,7 +360,8 @@ pub async fn run(
                 path,
                 inode,
             } => {
-                let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+                let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener)
+                    .map(|accepted| accepted.map(UnvectoredWrites));
                 let served = router
                     .serve_with_incoming_shutdown(incoming, stop_accepting_signal)
                     .await;
