@@ -21,7 +21,7 @@ use super::discovery::{self, DiscoveryError, ProviderMetadata};
 use super::http::{HttpError, IdpHttpClient, JsonDocument};
 use super::id_token::{self, Expectations, IdTokenClaims, IdTokenError};
 use super::introspection::{self, Introspected, IntrospectionCache};
-use super::jwks::{self, FetchedKeys, JwksCache};
+use super::jwks::{self, FetchedKeys, JwksCache, JwksError};
 
 /// JWKS fetches failed in a row before discovery is run again.
 const REDISCOVER_AFTER_FAILURES: u32 = 3;
@@ -38,7 +38,7 @@ pub const DISCOVERY_MIN_INTERVAL: Duration = Duration::from_secs(1);
 pub fn next_discovery_backoff(current: Duration) -> Duration {
     (current * 2).min(DISCOVERY_BACKOFF_CAP)
 }
-use super::logout_token::{self, LogoutClaims, RawLogoutClaims};
+use super::logout_token::{self, LogoutClaims, LogoutTokenError, RawLogoutClaims};
 use super::token::{self, RelyingPartyClient, TokenError, TokenSet};
 use super::userinfo::{self, UserinfoError};
 use super::{IdentityProvider, at_hash};
@@ -71,8 +71,8 @@ pub enum ProviderError {
     Fetch { url: String, error: HttpError },
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
-    #[error("{0}")]
-    Jwks(String),
+    #[error(transparent)]
+    Jwks(#[from] JwksError),
 }
 
 pub struct Provider {
@@ -245,17 +245,15 @@ impl Provider {
     async fn fetch_jwks(&self, uri: &Url) -> Result<FetchedKeys, ProviderError> {
         let document = self.metrics.time(IdpEndpoint::Jwks, self.get(uri)).await?;
         Ok(FetchedKeys {
-            keys: jwks::parse_key_set(&document.body).map_err(ProviderError::Jwks)?,
+            keys: jwks::parse_key_set(&document.body)?,
             max_age: document.cache_control.as_deref().and_then(jwks::max_age),
         })
     }
 
-    /// The same fetch with its error as text, for the JWKS cache.
-    async fn fetch_jwks_for_cache(&self, uri: &Url) -> Result<FetchedKeys, String> {
+    /// The same fetch, counted as a refetch, for the JWKS cache.
+    async fn fetch_jwks_for_cache(&self, uri: &Url) -> Result<FetchedKeys, ProviderError> {
         self.metrics.record_jwks_refetch();
-        self.fetch_jwks(uri)
-            .await
-            .map_err(|error| error.to_string())
+        self.fetch_jwks(uri).await
     }
 
     /// When the key set cannot be fetched several times in a row, the IdP may have moved it: run
@@ -490,10 +488,13 @@ impl IdentityProvider for Provider {
         userinfo::parse(&document.body, subject)
     }
 
-    async fn verify_logout_token(&self, logout_token: &Secret) -> Result<LogoutClaims, String> {
+    async fn verify_logout_token(
+        &self,
+        logout_token: &Secret,
+    ) -> Result<LogoutClaims, LogoutTokenError> {
         let discovered = self
             .discovered()
-            .ok_or("the OpenID Provider has not been discovered yet")?;
+            .ok_or(LogoutTokenError::ProviderNotReady)?;
         let token = logout_token.expose();
         let claims = self
             .with_keys(&discovered, token, |keys| {
@@ -504,8 +505,7 @@ impl IdentityProvider for Provider {
                     self.client.client_secret.expose(),
                 )
             })
-            .await
-            .map_err(|error| error.to_string())?;
+            .await?;
         logout_token::check(
             claims,
             discovered.metadata.issuer(),
