@@ -316,7 +316,7 @@ fn token_header(reader: &mut Reader, key: &str) -> Option<Option<UpstreamHeader>
 
 /// Defaults applied, cross-key rules checked; problems are reported under `path` (`""` for the
 /// top level, `policies.NAME` otherwise).
-fn build(name: &str, path: &str, keys: PolicyKeys, errors: &mut Vec<String>) -> Policy {
+fn build(name: &str, path: &str, mut keys: PolicyKeys, errors: &mut Vec<String>) -> Policy {
     let at = |key: &str| {
         if path.is_empty() {
             key.to_owned()
@@ -329,75 +329,12 @@ fn build(name: &str, path: &str, keys: PolicyKeys, errors: &mut Vec<String>) -> 
         session: true,
         ..AuthMethods::default()
     });
-    if auth_methods.authorization_code && !auth_methods.session {
-        errors.push(format!(
-            "{}: authorization_code needs session: a login ends in a session cookie, and a \
-             route that does not take it would send the browser to log in again and again",
-            at("auth_methods")
-        ));
-    }
     let anonymous = keys.anonymous.unwrap_or(false);
-    if anonymous && auth_methods.authorization_code {
-        errors.push(format!(
-            "{}: anonymous: true never sends anyone to log in, but auth_methods has \
-             authorization_code (the default); list the others, e.g. [session]",
-            at("anonymous")
-        ));
-    }
-    let audience_required = keys.audience_required.unwrap_or_default();
-    if auth_methods.takes_tokens() && audience_required.is_empty() {
-        errors.push(format!(
-            "{}: required with auth_methods bearer or introspection: an access token must be \
-             meant for this API (RFC 9068 section 4), or any token the IdP issued (even an ID \
-             token) would pass",
-            at("audience_required")
-        ));
-    }
-    // Checked against `providers:` by `check_providers`, once those are read.
-    let provider = keys.provider.unwrap_or_else(|| DEFAULT_PROVIDER.to_owned());
-    let claim = |path: Option<ClaimPath>, default: &str| {
-        path.unwrap_or_else(|| ClaimPath::parse(default).expect("built-in claim names parse"))
-    };
-    let rule = |required: Option<Vec<String>>, claim: ClaimPath, strings| ClaimRule {
-        claim,
-        required: Requirement::new(&required.unwrap_or_default()),
-        strings,
-    };
-    let rules = Rules {
-        groups: rule(
-            keys.groups_required,
-            claim(keys.groups_claim, "groups"),
-            StringClaim::Single,
-        ),
-        roles: rule(
-            keys.roles_required,
-            claim(keys.roles_claim, "roles"),
-            StringClaim::Single,
-        ),
-        scopes: rule(
-            keys.scopes_required,
-            claim(keys.scopes_claim, "scope"),
-            StringClaim::SpaceSeparated,
-        ),
-        audience: rule(
-            Some(audience_required),
-            claim(keys.audience_claim, "aud"),
-            StringClaim::Single,
-        ),
-        claims_required: keys.claims_required.unwrap_or_default(),
-        email_domains: keys.email_domains.unwrap_or_default(),
-    };
-    let access_token = keys.upstream_access_token_header.unwrap_or_else(|| {
-        Some(UpstreamHeader {
-            name: "authorization".into(),
-            scheme: Some("Bearer".into()),
-        })
-    });
-    let id_token = keys.upstream_id_token_header.unwrap_or(None);
-    let claims = claim_headers(
-        keys.upstream_headers_claims.unwrap_or_default(),
-        keys.upstream_headers_names.unwrap_or_default(),
-        [&access_token, &id_token],
+    let audience_required = keys.audience_required.take().unwrap_or_default();
+    check_methods(
+        &auth_methods,
+        anonymous,
+        !audience_required.is_empty(),
         &at,
         errors,
     );
@@ -405,12 +342,108 @@ fn build(name: &str, path: &str, keys: PolicyKeys, errors: &mut Vec<String>) -> 
         name: name.to_owned(),
         auth_methods,
         anonymous,
-        rules,
-        upstream: UpstreamHeaders {
-            access_token,
-            id_token,
-            claims,
-        },
-        provider,
+        rules: rules(&mut keys, audience_required),
+        upstream: upstream_headers(&mut keys, &at, errors),
+        // Checked against `providers:` by `check_providers`, once those are read.
+        provider: keys.provider.unwrap_or_else(|| DEFAULT_PROVIDER.to_owned()),
+    }
+}
+
+/// The rules between `auth_methods`, `anonymous` and `audience_required`.
+fn check_methods(
+    auth_methods: &AuthMethods,
+    anonymous: bool,
+    audience_given: bool,
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Vec<String>,
+) {
+    if auth_methods.authorization_code && !auth_methods.session {
+        errors.push(format!(
+            "{}: authorization_code needs session: a login ends in a session cookie, and a \
+             route that does not take it would send the browser to log in again and again",
+            at("auth_methods")
+        ));
+    }
+    if anonymous && auth_methods.authorization_code {
+        errors.push(format!(
+            "{}: anonymous: true never sends anyone to log in, but auth_methods has \
+             authorization_code (the default); list the others, e.g. [session]",
+            at("anonymous")
+        ));
+    }
+    if auth_methods.takes_tokens() && !audience_given {
+        errors.push(format!(
+            "{}: required with auth_methods bearer or introspection: an access token must be \
+             meant for this API (RFC 9068 section 4), or any token the IdP issued (even an ID \
+             token) would pass",
+            at("audience_required")
+        ));
+    }
+}
+
+/// The claim rules, with Kong's default claim names.
+fn rules(keys: &mut PolicyKeys, audience_required: Vec<String>) -> Rules {
+    let rule =
+        |required: Option<Vec<String>>, claim: Option<ClaimPath>, default, strings| ClaimRule {
+            claim: claim
+                .unwrap_or_else(|| ClaimPath::parse(default).expect("built-in claim names parse")),
+            required: Requirement::new(&required.unwrap_or_default()),
+            strings,
+        };
+    Rules {
+        groups: rule(
+            keys.groups_required.take(),
+            keys.groups_claim.take(),
+            "groups",
+            StringClaim::Single,
+        ),
+        roles: rule(
+            keys.roles_required.take(),
+            keys.roles_claim.take(),
+            "roles",
+            StringClaim::Single,
+        ),
+        scopes: rule(
+            keys.scopes_required.take(),
+            keys.scopes_claim.take(),
+            "scope",
+            StringClaim::SpaceSeparated,
+        ),
+        audience: rule(
+            Some(audience_required),
+            keys.audience_claim.take(),
+            "aud",
+            StringClaim::Single,
+        ),
+        claims_required: keys.claims_required.take().unwrap_or_default(),
+        email_domains: keys.email_domains.take().unwrap_or_default(),
+    }
+}
+
+/// The tokens' headers (the access token as `Authorization: Bearer` unless set otherwise) and
+/// the claim headers, which may not shadow them.
+fn upstream_headers(
+    keys: &mut PolicyKeys,
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Vec<String>,
+) -> UpstreamHeaders {
+    let access_token = keys.upstream_access_token_header.take().unwrap_or_else(|| {
+        Some(UpstreamHeader {
+            name: "authorization".into(),
+            scheme: Some("Bearer".into()),
+        })
+    });
+    let id_token = keys.upstream_id_token_header.take().unwrap_or(None);
+    let claims = claim_headers(
+        keys.upstream_headers_claims.take().unwrap_or_default(),
+        keys.upstream_headers_names.take().unwrap_or_default(),
+        [&access_token, &id_token],
+        at,
+        errors,
+    );
+    UpstreamHeaders {
+        access_token,
+        id_token,
+        claims,
     }
 }
