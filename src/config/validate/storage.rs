@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::config::fields::*;
 use crate::config::limits::*;
 use crate::config::reader::Reader;
+use crate::config::redis_topology::{redis_mode, redis_tls};
 use crate::config::*;
 
 /// `session_storage`, `memory:`, `redis:` and `session_cache_size`.
