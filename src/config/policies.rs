@@ -91,66 +91,85 @@ pub(super) fn policies(root: &mut Reader) -> Policies {
     let mut explicit_default = None;
     if let Some(map) = root.mapping("policies") {
         for (name, value) in map {
-            let Some(name) = name.as_str().filter(|name| is_policy_name(name)) else {
-                root.error(
-                    &format!("policies.{}", key_text(name)),
-                    "a policy name uses letters, digits, `-` and `_` (at most 64)",
-                );
+            let Some((name, keys)) = named_policy_keys(root, name, value) else {
                 continue;
             };
-            let path = format!("policies.{name}");
-            let empty = Mapping::new();
-            let map = match value {
-                Value::Mapping(map) => map,
-                Value::Null => &empty,
-                _ => {
-                    root.error(
-                        &format!("policies.{name}"),
-                        "expected a mapping of policy keys",
-                    );
-                    continue;
-                }
-            };
-            let mut reader = Reader::new(Some(map), &path, root.errors);
-            let keys = read_keys(&mut reader);
-            reader.finish();
             if name == DEFAULT_POLICY {
                 explicit_default = Some(keys);
             } else {
-                policies.push(build(name, &path, keys, root.errors));
+                policies.push(build(name, &format!("policies.{name}"), keys, root.errors));
             }
         }
     }
     let default_keys = match explicit_default {
         None => top_level,
-        Some(explicit) => merge_keys!(
-            top_level,
-            explicit,
-            root.errors,
-            [
-                auth_methods,
-                anonymous,
-                groups_required,
-                roles_required,
-                scopes_required,
-                audience_required,
-                groups_claim,
-                roles_claim,
-                scopes_claim,
-                audience_claim,
-                claims_required,
-                email_domains,
-                upstream_access_token_header,
-                upstream_id_token_header,
-                upstream_headers_claims,
-                upstream_headers_names,
-                provider,
-            ]
-        ),
+        Some(explicit) => merge_default_keys(top_level, explicit, root.errors),
     };
     // Cross-key problems of the default policy are reported at the top level's paths.
     policies.push(build(DEFAULT_POLICY, "", default_keys, root.errors));
     Policies::new(policies)
+}
+
+/// One entry of `policies:`: its name checked and its keys read; `None` (reported) when either
+/// is unusable.
+fn named_policy_keys<'a>(
+    root: &mut Reader,
+    name: &'a Value,
+    value: &Value,
+) -> Option<(&'a str, PolicyKeys)> {
+    let Some(name) = name.as_str().filter(|name| is_policy_name(name)) else {
+        root.error(
+            &format!("policies.{}", key_text(name)),
+            "a policy name uses letters, digits, `-` and `_` (at most 64)",
+        );
+        return None;
+    };
+    let path = format!("policies.{name}");
+    let empty = Mapping::new();
+    let map = match value {
+        Value::Mapping(map) => map,
+        Value::Null => &empty,
+        _ => {
+            root.error(&path, "expected a mapping of policy keys");
+            return None;
+        }
+    };
+    let mut reader = Reader::new(Some(map), &path, root.errors);
+    let keys = read_keys(&mut reader);
+    reader.finish();
+    Some((name, keys))
+}
+
+/// The `default` policy: the top-level keys plus `policies.default`'s (see the module's doc).
+fn merge_default_keys(
+    top_level: PolicyKeys,
+    explicit: PolicyKeys,
+    errors: &mut Vec<String>,
+) -> PolicyKeys {
+    merge_keys!(
+        top_level,
+        explicit,
+        errors,
+        [
+            auth_methods,
+            anonymous,
+            groups_required,
+            roles_required,
+            scopes_required,
+            audience_required,
+            groups_claim,
+            roles_claim,
+            scopes_claim,
+            audience_claim,
+            claims_required,
+            email_domains,
+            upstream_access_token_header,
+            upstream_id_token_header,
+            upstream_headers_claims,
+            upstream_headers_names,
+            provider,
+        ]
+    )
 }
 
 /// Every policy's `provider:` names a configured provider (`default` or one of `providers:`).
