@@ -5,7 +5,7 @@
 
 use crate::crypto::random::RandomError;
 use crate::oidc::authorize::InvalidAuthorizationRequest;
-use crate::oidc::{IdTokenError, TokenError, UserinfoError};
+use crate::oidc::{IdTokenError, LogoutTokenError, TokenError, UserinfoError};
 use crate::policy::UnknownPolicy;
 use crate::session::StoreError;
 
@@ -59,7 +59,7 @@ pub enum Error {
     #[error("this method is not allowed here")]
     MethodNotAllowed,
     #[error("the back-channel logout request is invalid: {0}")]
-    InvalidLogoutToken(String),
+    InvalidLogoutToken(LogoutTokenError),
     #[error("the front-channel logout request is invalid: {0}")]
     InvalidFrontchannelLogout(FrontchannelRefusal),
 }

@@ -52,7 +52,7 @@ impl IdentityProvider for Idp {
             ..Default::default()
         })
     }
-    async fn verify_logout_token(&self, _: &Secret) -> Result<LogoutClaims, String> {
+    async fn verify_logout_token(&self, _: &Secret) -> Result<LogoutClaims, LogoutTokenError> {
         Ok(LogoutClaims {
             subject: Some("alice".into()),
             idp_session_id: Some("sid-1".into()),

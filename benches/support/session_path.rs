@@ -16,8 +16,8 @@ use oidc_authz::authz::AuthzService;
 use oidc_authz::clock::{Clock, ManualClock};
 use oidc_authz::flow::{Decision, Flow, RequestView};
 use oidc_authz::oidc::{
-    IdTokenClaims, IdTokenError, IdentityProvider, LogoutClaims, ProviderMetadata, TokenError,
-    TokenSet,
+    IdTokenClaims, IdTokenError, IdentityProvider, LogoutClaims, LogoutTokenError,
+    ProviderMetadata, TokenError, TokenSet,
 };
 use oidc_authz::secret::Secret;
 use oidc_authz::server::App;
@@ -112,8 +112,12 @@ impl IdentityProvider for FakeIdp {
         })
     }
 
-    async fn verify_logout_token(&self, _logout_token: &Secret) -> Result<LogoutClaims, String> {
-        Err("not used by the benchmark".into())
+    /// Not used by the benchmark: this IdP has no keys.
+    async fn verify_logout_token(
+        &self,
+        _logout_token: &Secret,
+    ) -> Result<LogoutClaims, LogoutTokenError> {
+        Err(IdTokenError::UnknownKey.into())
     }
 }
 

@@ -15,7 +15,7 @@ use oidc_authz::flow::{Decision, Flow, RequestView};
 use oidc_authz::oidc::id_token::Expectations;
 use oidc_authz::oidc::logout_token::{self, RawLogoutClaims};
 use oidc_authz::oidc::{
-    IdTokenClaims, IdTokenError, IdentityProvider, LogoutClaims, ProviderMetadata, TokenError,
+    IdTokenClaims, IdTokenError, IdentityProvider, LogoutClaims, LogoutTokenError, ProviderMetadata, TokenError,
     TokenSet,
 };
 use oidc_authz::secret::Secret;
@@ -139,9 +139,12 @@ impl IdentityProvider for FakeIdp {
         })
     }
 
-    async fn verify_logout_token(&self, logout_token: &Secret) -> Result<LogoutClaims, String> {
-        let claims: RawLogoutClaims =
-            serde_json::from_str(logout_token.expose()).map_err(|_| "not JSON claims")?;
+    async fn verify_logout_token(
+        &self,
+        logout_token: &Secret,
+    ) -> Result<LogoutClaims, LogoutTokenError> {
+        let claims: RawLogoutClaims = serde_json::from_str(logout_token.expose())
+            .map_err(|_| IdTokenError::Malformed("not JSON claims"))?;
         logout_token::check(claims, ISSUER, CLIENT_ID, LEEWAY_SECONDS, NOW)
     }
 }

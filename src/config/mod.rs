@@ -18,6 +18,7 @@ mod providers_tests;
 mod reader;
 #[cfg(test)]
 mod redis_tests;
+mod redis_topology;
 mod shutdown;
 #[cfg(test)]
 mod tests;

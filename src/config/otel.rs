@@ -40,22 +40,49 @@ pub(super) fn otel_settings(reader: &mut Reader) -> OtelSettings {
     }
 }
 
+/// Why a collector address was refused (after its key or variable name in the problem line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CollectorUrlError {
+    #[error("must be a URL such as http://127.0.0.1:4317")]
+    NotAUrl,
+    #[error("must be an http:// URL (TLS to the collector is not supported)")]
+    NotHttp,
+    #[error("must name a host")]
+    NoHost,
+}
+
 /// An OTLP/gRPC collector address: `http://host:port`. TLS to the collector is not built in
 /// (run a collector or agent next to oidc-authz).
-pub fn collector_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|_| "must be a URL such as http://127.0.0.1:4317")?;
+pub fn collector_url(text: &str) -> Result<Url, CollectorUrlError> {
+    let url = Url::parse(text).map_err(|_| CollectorUrlError::NotAUrl)?;
     if url.scheme() != "http" {
-        return Err("must be an http:// URL (TLS to the collector is not supported)".into());
+        return Err(CollectorUrlError::NotHttp);
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err("must name a host".into());
+        return Err(CollectorUrlError::NoHost);
     }
     Ok(url)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{CollectorUrlError, collector_url};
     use crate::config::load_from_str;
+
+    #[test]
+    fn collector_urls_are_refused_with_a_fixed_reason() {
+        for (text, expected) in [
+            ("127.0.0.1:4317", CollectorUrlError::NotAUrl),
+            ("not a url", CollectorUrlError::NotAUrl),
+            ("https://collector:4317", CollectorUrlError::NotHttp),
+        ] {
+            assert_eq!(collector_url(text), Err(expected), "{text}");
+        }
+        assert_eq!(
+            collector_url("http://127.0.0.1:4317").unwrap().as_str(),
+            "http://127.0.0.1:4317/"
+        );
+    }
 
     const BASE: &str = "issuer: https://idp.test\nclient_id: c\nclient_secret: s\n\
                         session_secret: [0123456789abcdef0123456789abcdef]\n";

@@ -7,17 +7,16 @@
 //! to remember). Every other policy stands alone: it starts from the built-in defaults, not from
 //! the top-level keys.
 
+mod build;
+
 use serde_yaml::{Mapping, Value};
 
 use super::UpstreamHeader;
-use super::fields::{claim_headers, upstream_header};
+use super::fields::upstream_header;
 use super::providers::NamedProvider;
 use super::reader::Reader;
-use crate::policy::rules::{ClaimRule, Requirement, StringClaim};
-use crate::policy::{
-    AuthMethods, ClaimPath, DEFAULT_POLICY, DEFAULT_PROVIDER, Policies, Policy, Rules,
-    UpstreamHeaders,
-};
+use crate::policy::{AuthMethods, ClaimPath, DEFAULT_POLICY, DEFAULT_PROVIDER, Policies};
+use build::build;
 
 /// The keys a policy takes; at the top level they form the `default` policy.
 pub(super) const POLICY_KEYS: &[&str] = &[
@@ -92,66 +91,85 @@ pub(super) fn policies(root: &mut Reader) -> Policies {
     let mut explicit_default = None;
     if let Some(map) = root.mapping("policies") {
         for (name, value) in map {
-            let Some(name) = name.as_str().filter(|name| is_policy_name(name)) else {
-                root.error(
-                    &format!("policies.{}", key_text(name)),
-                    "a policy name uses letters, digits, `-` and `_` (at most 64)",
-                );
+            let Some((name, keys)) = named_policy_keys(root, name, value) else {
                 continue;
             };
-            let path = format!("policies.{name}");
-            let empty = Mapping::new();
-            let map = match value {
-                Value::Mapping(map) => map,
-                Value::Null => &empty,
-                _ => {
-                    root.error(
-                        &format!("policies.{name}"),
-                        "expected a mapping of policy keys",
-                    );
-                    continue;
-                }
-            };
-            let mut reader = Reader::new(Some(map), &path, root.errors);
-            let keys = read_keys(&mut reader);
-            reader.finish();
             if name == DEFAULT_POLICY {
                 explicit_default = Some(keys);
             } else {
-                policies.push(build(name, &path, keys, root.errors));
+                policies.push(build(name, &format!("policies.{name}"), keys, root.errors));
             }
         }
     }
     let default_keys = match explicit_default {
         None => top_level,
-        Some(explicit) => merge_keys!(
-            top_level,
-            explicit,
-            root.errors,
-            [
-                auth_methods,
-                anonymous,
-                groups_required,
-                roles_required,
-                scopes_required,
-                audience_required,
-                groups_claim,
-                roles_claim,
-                scopes_claim,
-                audience_claim,
-                claims_required,
-                email_domains,
-                upstream_access_token_header,
-                upstream_id_token_header,
-                upstream_headers_claims,
-                upstream_headers_names,
-                provider,
-            ]
-        ),
+        Some(explicit) => merge_default_keys(top_level, explicit, root.errors),
     };
     // Cross-key problems of the default policy are reported at the top level's paths.
     policies.push(build(DEFAULT_POLICY, "", default_keys, root.errors));
     Policies::new(policies)
+}
+
+/// One entry of `policies:`: its name checked and its keys read; `None` (reported) when either
+/// is unusable.
+fn named_policy_keys<'a>(
+    root: &mut Reader,
+    name: &'a Value,
+    value: &Value,
+) -> Option<(&'a str, PolicyKeys)> {
+    let Some(name) = name.as_str().filter(|name| is_policy_name(name)) else {
+        root.error(
+            &format!("policies.{}", key_text(name)),
+            "a policy name uses letters, digits, `-` and `_` (at most 64)",
+        );
+        return None;
+    };
+    let path = format!("policies.{name}");
+    let empty = Mapping::new();
+    let map = match value {
+        Value::Mapping(map) => map,
+        Value::Null => &empty,
+        _ => {
+            root.error(&path, "expected a mapping of policy keys");
+            return None;
+        }
+    };
+    let mut reader = Reader::new(Some(map), &path, root.errors);
+    let keys = read_keys(&mut reader);
+    reader.finish();
+    Some((name, keys))
+}
+
+/// The `default` policy: the top-level keys plus `policies.default`'s (see the module's doc).
+fn merge_default_keys(
+    top_level: PolicyKeys,
+    explicit: PolicyKeys,
+    errors: &mut Vec<String>,
+) -> PolicyKeys {
+    merge_keys!(
+        top_level,
+        explicit,
+        errors,
+        [
+            auth_methods,
+            anonymous,
+            groups_required,
+            roles_required,
+            scopes_required,
+            audience_required,
+            groups_claim,
+            roles_claim,
+            scopes_claim,
+            audience_claim,
+            claims_required,
+            email_domains,
+            upstream_access_token_header,
+            upstream_id_token_header,
+            upstream_headers_claims,
+            upstream_headers_names,
+            provider,
+        ]
+    )
 }
 
 /// Every policy's `provider:` names a configured provider (`default` or one of `providers:`).
@@ -312,105 +330,4 @@ fn email_domains(reader: &mut Reader) -> Option<Vec<String>> {
 fn token_header(reader: &mut Reader, key: &str) -> Option<Option<UpstreamHeader>> {
     reader.value(key)?;
     Some(upstream_header(reader, key, None))
-}
-
-/// Defaults applied, cross-key rules checked; problems are reported under `path` (`""` for the
-/// top level, `policies.NAME` otherwise).
-fn build(name: &str, path: &str, keys: PolicyKeys, errors: &mut Vec<String>) -> Policy {
-    let at = |key: &str| {
-        if path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{path}.{key}")
-        }
-    };
-    let auth_methods = keys.auth_methods.unwrap_or(AuthMethods {
-        authorization_code: true,
-        session: true,
-        ..AuthMethods::default()
-    });
-    if auth_methods.authorization_code && !auth_methods.session {
-        errors.push(format!(
-            "{}: authorization_code needs session: a login ends in a session cookie, and a \
-             route that does not take it would send the browser to log in again and again",
-            at("auth_methods")
-        ));
-    }
-    let anonymous = keys.anonymous.unwrap_or(false);
-    if anonymous && auth_methods.authorization_code {
-        errors.push(format!(
-            "{}: anonymous: true never sends anyone to log in, but auth_methods has \
-             authorization_code (the default); list the others, e.g. [session]",
-            at("anonymous")
-        ));
-    }
-    let audience_required = keys.audience_required.unwrap_or_default();
-    if auth_methods.takes_tokens() && audience_required.is_empty() {
-        errors.push(format!(
-            "{}: required with auth_methods bearer or introspection: an access token must be \
-             meant for this API (RFC 9068 section 4), or any token the IdP issued (even an ID \
-             token) would pass",
-            at("audience_required")
-        ));
-    }
-    // Checked against `providers:` by `check_providers`, once those are read.
-    let provider = keys.provider.unwrap_or_else(|| DEFAULT_PROVIDER.to_owned());
-    let claim = |path: Option<ClaimPath>, default: &str| {
-        path.unwrap_or_else(|| ClaimPath::parse(default).expect("built-in claim names parse"))
-    };
-    let rule = |required: Option<Vec<String>>, claim: ClaimPath, strings| ClaimRule {
-        claim,
-        required: Requirement::new(&required.unwrap_or_default()),
-        strings,
-    };
-    let rules = Rules {
-        groups: rule(
-            keys.groups_required,
-            claim(keys.groups_claim, "groups"),
-            StringClaim::Single,
-        ),
-        roles: rule(
-            keys.roles_required,
-            claim(keys.roles_claim, "roles"),
-            StringClaim::Single,
-        ),
-        scopes: rule(
-            keys.scopes_required,
-            claim(keys.scopes_claim, "scope"),
-            StringClaim::SpaceSeparated,
-        ),
-        audience: rule(
-            Some(audience_required),
-            claim(keys.audience_claim, "aud"),
-            StringClaim::Single,
-        ),
-        claims_required: keys.claims_required.unwrap_or_default(),
-        email_domains: keys.email_domains.unwrap_or_default(),
-    };
-    let access_token = keys.upstream_access_token_header.unwrap_or_else(|| {
-        Some(UpstreamHeader {
-            name: "authorization".into(),
-            scheme: Some("Bearer".into()),
-        })
-    });
-    let id_token = keys.upstream_id_token_header.unwrap_or(None);
-    let claims = claim_headers(
-        keys.upstream_headers_claims.unwrap_or_default(),
-        keys.upstream_headers_names.unwrap_or_default(),
-        [&access_token, &id_token],
-        &at,
-        errors,
-    );
-    Policy {
-        name: name.to_owned(),
-        auth_methods,
-        anonymous,
-        rules,
-        upstream: UpstreamHeaders {
-            access_token,
-            id_token,
-            claims,
-        },
-        provider,
-    }
 }

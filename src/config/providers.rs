@@ -236,7 +236,7 @@ struct Claims {
 
 impl Claims {
     /// Records a provider's endpoints and cookies; a clash is reported on the provider's key
-    /// (the top level's own clashes are validate.rs's, so `default` only records).
+    /// (the top level's own clashes are `validate/logout.rs`'s, so `default` only records).
     fn add_provider(
         &mut self,
         reader: &mut Reader,

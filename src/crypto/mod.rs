@@ -14,6 +14,24 @@ use crate::secret::Secret;
 /// The shortest secret we accept: 32 bytes is 256 bits if it is random, and HKDF stretches nothing.
 pub const MIN_SECRET_LEN: usize = 32;
 
+/// Why no `KeyRing` could be made from the configured secrets. Fixed texts: never a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRingError {
+    #[error("no session secret configured")]
+    NoSecret,
+    #[error("a session secret is shorter than {MIN_SECRET_LEN} characters")]
+    SecretTooShort,
+    #[error("key derivation failed")]
+    Derivation,
+}
+
+/// For startup code that reports problems as text (`server::App::build`).
+impl From<KeyRingError> for String {
+    fn from(error: KeyRingError) -> String {
+        error.to_string()
+    }
+}
+
 /// Keys derived from one configured secret. Each purpose gets its own key, so a cookie MAC can never
 /// be confused with a ciphertext key.
 #[derive(Clone)]
@@ -40,26 +58,24 @@ impl std::fmt::Debug for KeyRing {
 impl KeyRing {
     /// Derives keys from each secret. The caller (config) has checked there is at least one and that
     /// each is long enough; this is checked again so the type cannot exist without keys.
-    pub fn from_secrets(secrets: &[Secret]) -> Result<Self, String> {
+    pub fn from_secrets(secrets: &[Secret]) -> Result<Self, KeyRingError> {
         if secrets.is_empty() {
-            return Err("no session secret configured".into());
+            return Err(KeyRingError::NoSecret);
         }
         let mut keys = Vec::with_capacity(secrets.len());
         for secret in secrets {
             if secret.expose().len() < MIN_SECRET_LEN {
-                return Err(format!(
-                    "a session secret is shorter than {MIN_SECRET_LEN} characters"
-                ));
+                return Err(KeyRingError::SecretTooShort);
             }
             let hkdf = Hkdf::<Sha256>::new(Some(b"oidc-authz v1"), secret.expose().as_bytes());
             let mut cookie_mac = [0u8; 32];
             let mut seal = [0u8; 32];
             hkdf.expand(b"cookie mac", &mut cookie_mac)
                 .and_then(|_| hkdf.expand(b"record seal", &mut seal))
-                .map_err(|_| "key derivation failed".to_string())?;
+                .map_err(|_| KeyRingError::Derivation)?;
             let seal_cipher = <aes_gcm::Aes256Gcm as aes_gcm::KeyInit>::new((&seal).into());
             let cookie_mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&cookie_mac)
-                .map_err(|_| "key derivation failed".to_string())?;
+                .map_err(|_| KeyRingError::Derivation)?;
             keys.push(DerivedKeys {
                 cookie_mac,
                 seal_cipher,
@@ -108,6 +124,21 @@ mod tests {
         assert!(KeyRing::from_secrets(&[]).is_err());
         assert!(KeyRing::from_secrets(&[Secret::new("short")]).is_err());
         assert!(KeyRing::from_secrets(&[Secret::new("x".repeat(32))]).is_ok());
+    }
+
+    #[test]
+    fn refusals_say_why_without_the_secret() {
+        let short = Secret::new("short-secret");
+        let refusal = KeyRing::from_secrets(&[Secret::new("x".repeat(32)), short]).unwrap_err();
+        assert_eq!(refusal, KeyRingError::SecretTooShort);
+        assert_eq!(
+            String::from(refusal),
+            "a session secret is shorter than 32 characters"
+        );
+        assert_eq!(
+            KeyRing::from_secrets(&[]).unwrap_err(),
+            KeyRingError::NoSecret
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use super::{Decision, Flow, RequestView};
 use crate::error::Error;
 use crate::metrics::SessionEndReason;
+use crate::oidc::LogoutTokenError;
 use crate::secret::Secret;
 
 impl Flow {
@@ -18,7 +19,7 @@ impl Flow {
         let logout_token = form_urlencoded::parse(&request.body)
             .find(|(name, _)| name == "logout_token")
             .map(|(_, value)| Secret::new(value.into_owned()))
-            .ok_or_else(|| Error::InvalidLogoutToken("no logout_token in the body".into()))?;
+            .ok_or(Error::InvalidLogoutToken(LogoutTokenError::Missing))?;
         if self.provider.metadata().is_none() {
             return Err(Error::ProviderNotReady);
         }
@@ -31,7 +32,7 @@ impl Flow {
         let remember_for =
             std::time::Duration::from_secs((claims.remember_until - now).max(1) as u64);
         if self.sessions.logout_token_seen(&claims.jti).await? {
-            return Err(Error::InvalidLogoutToken("logout token replayed".into()));
+            return Err(Error::InvalidLogoutToken(LogoutTokenError::Replayed));
         }
         // Sessions first, the jti after: if the store fails midway, the IdP's retry is not
         // mistaken for a replay.

@@ -9,6 +9,7 @@ use super::{lifetime, missing_claims};
 use crate::crypto::cookie::{self, CookiePurpose};
 use crate::crypto::{constant_time_eq, labelled_hash};
 use crate::error::Error;
+use crate::oidc::{IdTokenClaims, TokenSet};
 use crate::secret::Secret;
 use crate::session::{PendingLoginRecord, SessionId, SessionRecord};
 
@@ -37,52 +38,69 @@ fn parse_params(input: &[u8]) -> CallbackParams {
     params
 }
 
+/// What the IdP vouched for at the token endpoint: its tokens (the ID token taken out of them)
+/// and the validated ID token's claims (with userinfo's merged in when configured).
+struct RedeemedCode {
+    tokens: TokenSet,
+    id_token: Secret,
+    claims: IdTokenClaims,
+}
+
+/// The callback's parameters: from the query of a GET, or the form body of a form_post POST.
+fn callback_params(request: &RequestView) -> Result<CallbackParams, Error> {
+    match request.method.as_str() {
+        "GET" => Ok(parse_params(request.query.as_bytes())),
+        "POST" => form_post_params(request),
+        _ => Err(Error::MethodNotAllowed),
+    }
+}
+
+fn form_post_params(request: &RequestView) -> Result<CallbackParams, Error> {
+    let form = request
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return Err(Error::CallbackIncomplete);
+    }
+    // Envoy cut the body at `max_request_bytes` (`allow_partial_message: true`): a
+    // cut `code` or `state` is no login response at all.
+    if request.header(PARTIAL_BODY_HEADER) == Some("true") {
+        tracing::warn!(
+            "form_post callback body was cut short by Envoy: raise max_request_bytes on this route"
+        );
+        return Err(Error::CallbackIncomplete);
+    }
+    if request.body.is_empty() {
+        // The most common form_post misconfiguration, worth a precise line.
+        tracing::warn!(
+            path = %request.path,
+            "form_post callback arrived without a body: enable with_request_body on this route in Envoy's ext_authz per-route settings"
+        );
+    }
+    Ok(parse_params(&request.body))
+}
+
+/// An OAuth error code is a short token of [A-Za-z0-9_]; anything else is not logged.
+fn sanitized_error_code(error: &str) -> String {
+    error
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect()
+}
+
 impl Flow {
     pub(super) async fn finish_login(
         &self,
         request: &RequestView,
         jar: &CookieJar<'_>,
     ) -> Result<Decision, Error> {
-        let params = match request.method.as_str() {
-            "GET" => parse_params(request.query.as_bytes()),
-            "POST" => {
-                let form = request
-                    .header("content-type")
-                    .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
-                if !form {
-                    return Err(Error::CallbackIncomplete);
-                }
-                // Envoy cut the body at `max_request_bytes` (`allow_partial_message: true`): a
-                // cut `code` or `state` is no login response at all.
-                if request.header(PARTIAL_BODY_HEADER) == Some("true") {
-                    tracing::warn!(
-                        "form_post callback body was cut short by Envoy: raise max_request_bytes on this route"
-                    );
-                    return Err(Error::CallbackIncomplete);
-                }
-                if request.body.is_empty() {
-                    // The most common form_post misconfiguration, worth a precise line.
-                    tracing::warn!(
-                        path = %request.path,
-                        "form_post callback arrived without a body: enable with_request_body on this route in Envoy's ext_authz per-route settings"
-                    );
-                }
-                parse_params(&request.body)
-            }
-            _ => return Err(Error::MethodNotAllowed),
-        };
+        let params = callback_params(request)?;
         if let Some(error) = params.error {
-            if let Some(state) = &params.state {
-                // The login is over either way: do not let the state be used again.
-                self.sessions.take_pending(state).await?;
-            }
-            // An OAuth error code is a short token of [A-Za-z0-9_]; anything else is not logged.
-            let error: String = error
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .take(64)
-                .collect();
-            return Err(Error::IdpRefusedLogin { error });
+            self.end_refused_login(params.state.as_deref()).await?;
+            return Err(Error::IdpRefusedLogin {
+                error: sanitized_error_code(&error),
+            });
         }
         let (Some(state), Some(code)) = (params.state, params.code) else {
             return Err(Error::CallbackIncomplete);
@@ -107,14 +125,47 @@ impl Flow {
             return Err(Error::LoginFromAnotherBrowser);
         }
 
+        let redeemed = self.redeem_code(&code, &pending).await?;
+        let id = self.create_session(redeemed).await?;
+        let cookie_value = cookie::sign(&self.keys, CookiePurpose::Session, &id.0);
+        Ok(Decision::Redirect {
+            status,
+            location: pending.original_url,
+            set_cookies: vec![
+                jar.set(
+                    CookieKind::Session,
+                    &cookie_value,
+                    self.config.session_absolute_timeout,
+                ),
+                jar.clear(CookieKind::Login),
+            ],
+        })
+    }
+
+    /// The IdP answered with an error: the login is over either way, so its state is taken and
+    /// cannot be used again.
+    async fn end_refused_login(&self, state: Option<&str>) -> Result<(), Error> {
+        if let Some(state) = state {
+            self.sessions.take_pending(state).await?;
+        }
+        Ok(())
+    }
+
+    /// Exchanges the code (with the login's PKCE verifier), validates the ID token against the
+    /// login's nonce, and merges userinfo's claims when configured.
+    async fn redeem_code(
+        &self,
+        code: &Secret,
+        pending: &PendingLoginRecord,
+    ) -> Result<RedeemedCode, Error> {
         let verifier =
             (!pending.pkce_verifier.is_empty()).then_some(pending.pkce_verifier.as_str());
-        let tokens = self
+        let mut tokens = self
             .provider
-            .exchange_code(&code, &pending.redirect_uri, verifier)
+            .exchange_code(code, &pending.redirect_uri, verifier)
             .await
             .map_err(Error::CodeExchange)?;
-        let id_token = tokens.id_token.ok_or(Error::MissingIdToken)?;
+        let id_token = tokens.id_token.take().ok_or(Error::MissingIdToken)?;
         let mut claims = self
             .provider
             .verify_id_token(&id_token, Some(&pending.nonce), Some(&tokens.access_token))
@@ -128,23 +179,17 @@ impl Flow {
                 .map_err(Error::Userinfo)?;
             crate::oidc::userinfo::merge(&mut claims.claims, userinfo);
         }
+        Ok(RedeemedCode {
+            tokens,
+            id_token,
+            claims,
+        })
+    }
 
+    /// Stores a new session for what the IdP vouched for; returns its id for the cookie.
+    async fn create_session(&self, redeemed: RedeemedCode) -> Result<SessionId, Error> {
         let now = self.clock.now_unix();
-        let record = SessionRecord {
-            subject: claims.subject,
-            idp_session_id: claims.idp_session_id.unwrap_or_default(),
-            access_token: tokens.access_token.expose().to_owned(),
-            id_token: id_token.expose().to_owned(),
-            refresh_token: tokens
-                .refresh_token
-                .map(|t| t.expose().to_owned())
-                .unwrap_or_default(),
-            access_token_expires_at: tokens.expires_in.map_or(0, |s| now + s as i64),
-            created_at: now,
-            last_active_at: now,
-            claims: super::upstream::header_claims(&self.config, &claims.claims),
-            claims_json: super::upstream::claims_json(&claims.claims),
-        };
+        let record = self.session_record(redeemed, now);
         let configured: Vec<(String, String)> = self
             .config
             .policies
@@ -163,20 +208,30 @@ impl Flow {
             .await?;
         tracing::info!(subject = %record.subject, "login completed, session created");
         self.metrics.record_login();
+        Ok(id)
+    }
 
-        let cookie_value = cookie::sign(&self.keys, CookiePurpose::Session, &id.0);
-        Ok(Decision::Redirect {
-            status,
-            location: pending.original_url,
-            set_cookies: vec![
-                jar.set(
-                    CookieKind::Session,
-                    &cookie_value,
-                    self.config.session_absolute_timeout,
-                ),
-                jar.clear(CookieKind::Login),
-            ],
-        })
+    fn session_record(&self, redeemed: RedeemedCode, now: i64) -> SessionRecord {
+        let RedeemedCode {
+            tokens,
+            id_token,
+            claims,
+        } = redeemed;
+        SessionRecord {
+            subject: claims.subject,
+            idp_session_id: claims.idp_session_id.unwrap_or_default(),
+            access_token: tokens.access_token.expose().to_owned(),
+            id_token: id_token.expose().to_owned(),
+            refresh_token: tokens
+                .refresh_token
+                .map(|t| t.expose().to_owned())
+                .unwrap_or_default(),
+            access_token_expires_at: tokens.expires_in.map_or(0, |s| now + s as i64),
+            created_at: now,
+            last_active_at: now,
+            claims: super::upstream::header_claims(&self.config, &claims.claims),
+            claims_json: super::upstream::claims_json(&claims.claims),
+        }
     }
 
     fn started_in_this_browser(

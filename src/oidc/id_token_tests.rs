@@ -233,3 +233,51 @@ fn hmac_signatures_of_the_wrong_length_are_refused_without_panicking() {
         }
     }
 }
+
+/// Errors from tokens anyone can send (the back-channel endpoint is unauthenticated) are logged:
+/// their text must be ours, never the token's.
+mod untrusted_text_tests {
+    use super::super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    const INJECTED: &str = "INJECTED\nlevel=error fake log line";
+
+    #[test]
+    fn an_unknown_alg_is_reported_without_quoting_it() {
+        let header =
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{}"}}"#, INJECTED.replace('\n', "\\n")));
+        let token = format!("{header}.e30.sig");
+        let error = header_text(&token);
+        assert!(
+            !error.contains("INJECTED") && !error.contains('\n'),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn claims_of_the_wrong_shape_are_reported_without_quoting_them() {
+        let claims = serde_json::json!({ "iss": "x", "events": INJECTED });
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Shape {
+            events: serde_json::Map<String, serde_json::Value>,
+        }
+        let error = verify_signature::<Shape>(&token, &[], &[Algorithm::HS256], "secret")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !error.contains("INJECTED") && !error.contains('\n'),
+            "{error}"
+        );
+    }
+
+    fn header_text(token: &str) -> String {
+        header(token, &[Algorithm::RS256]).unwrap_err().to_string()
+    }
+}

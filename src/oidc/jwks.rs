@@ -61,14 +61,20 @@ pub fn max_age(cache_control: &str) -> Option<Duration> {
     age
 }
 
+/// Why a JWKS document could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("JWKS is not valid: {0}")]
+    Invalid(#[source] serde_json::Error),
+}
+
 /// Parses a JWKS document, keeping the signature keys we can use.
-pub fn parse_key_set(body: &[u8]) -> Result<Vec<Jwk>, String> {
+pub fn parse_key_set(body: &[u8]) -> Result<Vec<Jwk>, JwksError> {
     #[derive(serde::Deserialize)]
     struct RawSet {
         keys: Vec<serde_json::Value>,
     }
-    let raw: RawSet =
-        serde_json::from_slice(body).map_err(|error| format!("JWKS is not valid: {error}"))?;
+    let raw: RawSet = serde_json::from_slice(body).map_err(JwksError::Invalid)?;
     Ok(raw
         .keys
         .into_iter()
@@ -146,10 +152,11 @@ impl JwksCache {
     }
 
     /// Before use: refetches keys past their freshness; on failure keeps them a little longer.
-    pub async fn refresh_if_stale<F, Fut>(&self, fetch: F) -> Arc<Vec<Jwk>>
+    pub async fn refresh_if_stale<F, Fut, E>(&self, fetch: F) -> Arc<Vec<Jwk>>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<FetchedKeys, String>>,
+        Fut: std::future::Future<Output = Result<FetchedKeys, E>>,
+        E: std::fmt::Display,
     {
         if self.is_stale() {
             let mut state = self.refetch.lock().await;
@@ -163,14 +170,15 @@ impl JwksCache {
 
     /// After a `kid` matched no key: refetches at once unless this `kid` was just looked for (or
     /// any fetch happened within `MIN_REFETCH_INTERVAL`); returns the keys after that.
-    pub async fn refetch_for_unknown_kid<F, Fut>(
+    pub async fn refetch_for_unknown_kid<F, Fut, E>(
         &self,
         kid: Option<&str>,
         fetch: F,
     ) -> Arc<Vec<Jwk>>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<FetchedKeys, String>>,
+        Fut: std::future::Future<Output = Result<FetchedKeys, E>>,
+        E: std::fmt::Display,
     {
         let mut state = self.refetch.lock().await;
         let kid_key = kid.unwrap_or_default().to_owned();
@@ -198,10 +206,13 @@ impl JwksCache {
             .is_some_and(|at| at.elapsed() < MIN_REFETCH_INTERVAL)
     }
 
-    async fn fetch_into<F, Fut>(&self, state: &mut RefetchState, fetch: F)
+    /// `fetch`'s error is logged: the provider's `ProviderError`, whose text is fixed or the
+    /// IdP's, never a token's.
+    async fn fetch_into<F, Fut, E>(&self, state: &mut RefetchState, fetch: F)
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<FetchedKeys, String>>,
+        Fut: std::future::Future<Output = Result<FetchedKeys, E>>,
+        E: std::fmt::Display,
     {
         state.last_fetch = Some(Instant::now());
         let mut current = match fetch().await {
@@ -244,7 +255,7 @@ mod tests {
         assert_eq!(keys[0].common.key_id.as_deref(), Some("sig"));
         assert_eq!(JwksCache::candidates(&keys, Some("other")).len(), 0);
         assert_eq!(JwksCache::candidates(&keys, None).len(), 1);
-        assert!(parse_key_set(b"[]").is_err());
+        assert!(matches!(parse_key_set(b"[]"), Err(JwksError::Invalid(_))));
     }
 
     fn key(kid: &str) -> Jwk {
@@ -259,6 +270,10 @@ mod tests {
             .filter_map(|k| k.common.key_id.clone())
             .collect()
     }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("IdP down")]
+    struct IdpDown;
 
     /// A JWKS endpoint whose answer the test changes, counting fetches.
     struct Idp {
@@ -281,7 +296,7 @@ mod tests {
         fn fetches(&self) -> usize {
             self.fetches.load(std::sync::atomic::Ordering::SeqCst)
         }
-        async fn fetch(&self) -> Result<FetchedKeys, String> {
+        async fn fetch(&self) -> Result<FetchedKeys, IdpDown> {
             self.fetches
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             match &*self.published.lock().unwrap() {
@@ -289,7 +304,7 @@ mod tests {
                     keys: kids.iter().map(|kid| key(kid)).collect(),
                     max_age: self.max_age,
                 }),
-                Err(()) => Err("IdP down".into()),
+                Err(()) => Err(IdpDown),
             }
         }
         fn cache(&self) -> JwksCache {

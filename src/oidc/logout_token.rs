@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::id_token::Audience;
+use super::id_token::{Audience, IdTokenError};
 
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
@@ -23,6 +23,38 @@ pub struct RawLogoutClaims {
     #[serde(default)]
     nonce: Option<serde_json::Value>,
     events: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Why a back-channel logout was refused: fixed reasons for the log, never the token's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogoutTokenError {
+    #[error("no logout_token in the body")]
+    Missing,
+    #[error("the OpenID Provider has not been discovered yet")]
+    ProviderNotReady,
+    /// Its JWT form or signature, checked as an ID token's.
+    #[error(transparent)]
+    Signature(#[from] IdTokenError),
+    #[error("wrong issuer")]
+    WrongIssuer,
+    #[error("wrong audience")]
+    WrongAudience,
+    #[error("issued in the future")]
+    IssuedInFuture,
+    #[error("expired")]
+    Expired,
+    #[error("expires too far in the future")]
+    ExpiresTooFar,
+    #[error("a logout token must not carry a nonce")]
+    HasNonce,
+    #[error("no back-channel logout event")]
+    NoLogoutEvent,
+    #[error("neither sub nor sid")]
+    NoSubjectOrSession,
+    #[error("empty jti")]
+    EmptyJti,
+    #[error("logout token replayed")]
+    Replayed,
 }
 
 /// Who to log out.
@@ -46,42 +78,42 @@ pub fn check(
     client_id: &str,
     leeway: i64,
     now: i64,
-) -> Result<LogoutClaims, String> {
+) -> Result<LogoutClaims, LogoutTokenError> {
     if claims.iss != issuer {
-        return Err("wrong issuer".into());
+        return Err(LogoutTokenError::WrongIssuer);
     }
     if !claims.aud.values().contains(&client_id) {
-        return Err("wrong audience".into());
+        return Err(LogoutTokenError::WrongAudience);
     }
     // Saturating: the numbers are the sender's, and an overflow must not panic or wrap.
     if claims.iat.saturating_sub(leeway) > now {
-        return Err("issued in the future".into());
+        return Err(LogoutTokenError::IssuedInFuture);
     }
     let expires = claims
         .exp
         .unwrap_or(claims.iat.saturating_add(DEFAULT_LIFETIME));
     if expires.saturating_add(leeway) <= now {
-        return Err("expired".into());
+        return Err(LogoutTokenError::Expired);
     }
     // Its `jti` is remembered until it expires: a far-off `exp` would pin it (and a TTL Redis
     // refuses) for good. Logout tokens are meant to live minutes.
     if expires > now.saturating_add(MAX_LIFETIME) {
-        return Err("expires too far in the future".into());
+        return Err(LogoutTokenError::ExpiresTooFar);
     }
     if claims.nonce.is_some() {
-        return Err("a logout token must not carry a nonce".into());
+        return Err(LogoutTokenError::HasNonce);
     }
     if !matches!(
         claims.events.get(BACKCHANNEL_LOGOUT_EVENT),
         Some(serde_json::Value::Object(_))
     ) {
-        return Err("no back-channel logout event".into());
+        return Err(LogoutTokenError::NoLogoutEvent);
     }
     if claims.sub.is_none() && claims.sid.is_none() {
-        return Err("neither sub nor sid".into());
+        return Err(LogoutTokenError::NoSubjectOrSession);
     }
     if claims.jti.is_empty() {
-        return Err("empty jti".into());
+        return Err(LogoutTokenError::EmptyJti);
     }
     Ok(LogoutClaims {
         subject: claims.sub,
@@ -103,7 +135,7 @@ mod tests {
         .unwrap()
     }
 
-    fn checked(iat: i64, exp: Option<i64>) -> Result<LogoutClaims, String> {
+    fn checked(iat: i64, exp: Option<i64>) -> Result<LogoutClaims, LogoutTokenError> {
         check(
             claims(iat, exp),
             "https://idp.example",
@@ -114,15 +146,41 @@ mod tests {
     }
 
     #[test]
+    fn refusals_are_fixed_reasons_that_never_quote_the_token() {
+        let mut raw = claims(1_800_000_000, None);
+        raw.iss = "https://evil.example/secret-looking-text".into();
+        let refusal = check(raw, "https://idp.example", "envoy", 60, 1_800_000_000).unwrap_err();
+        assert_eq!(refusal, LogoutTokenError::WrongIssuer);
+        assert_eq!(refusal.to_string(), "wrong issuer");
+        let mut raw = claims(1_800_000_000, None);
+        raw.jti = String::new();
+        let refusal = check(raw, "https://idp.example", "envoy", 60, 1_800_000_000).unwrap_err();
+        assert_eq!(refusal, LogoutTokenError::EmptyJti);
+        assert_eq!(
+            LogoutTokenError::from(IdTokenError::BadSignature).to_string(),
+            "ID token signature is invalid"
+        );
+    }
+
+    #[test]
     fn extreme_times_are_refused_without_overflow() {
         let now = 1_800_000_000;
         assert!(checked(now, Some(now + 120)).is_ok());
-        assert_eq!(checked(i64::MIN, None).unwrap_err(), "expired");
-        assert_eq!(checked(i64::MIN, Some(i64::MIN)).unwrap_err(), "expired");
-        assert_eq!(checked(i64::MAX, None).unwrap_err(), "issued in the future");
+        assert_eq!(
+            checked(i64::MIN, None).unwrap_err(),
+            LogoutTokenError::Expired
+        );
+        assert_eq!(
+            checked(i64::MIN, Some(i64::MIN)).unwrap_err(),
+            LogoutTokenError::Expired
+        );
+        assert_eq!(
+            checked(i64::MAX, None).unwrap_err(),
+            LogoutTokenError::IssuedInFuture
+        );
         assert_eq!(
             checked(now, Some(i64::MAX)).unwrap_err(),
-            "expires too far in the future"
+            LogoutTokenError::ExpiresTooFar
         );
     }
 }

@@ -25,7 +25,7 @@ pub use access_token::AccessTokenError;
 pub use authorize::{AuthorizationRequest, authorization_url};
 pub use discovery::ProviderMetadata;
 pub use id_token::{IdTokenClaims, IdTokenError};
-pub use logout_token::LogoutClaims;
+pub use logout_token::{LogoutClaims, LogoutTokenError};
 pub use provider::Provider;
 pub use token::{TokenError, TokenSet};
 pub use userinfo::UserinfoError;
@@ -100,6 +100,9 @@ pub trait IdentityProvider: Send + Sync + 'static {
         Err(UserinfoError::NoEndpoint)
     }
 
-    /// Validates a back-channel logout token; the error text says why it was refused.
-    async fn verify_logout_token(&self, logout_token: &Secret) -> Result<LogoutClaims, String>;
+    /// Validates a back-channel logout token; the error says why it was refused.
+    async fn verify_logout_token(
+        &self,
+        logout_token: &Secret,
+    ) -> Result<LogoutClaims, LogoutTokenError>;
 }
