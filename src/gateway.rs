@@ -14,7 +14,8 @@ use crate::config::DEFAULT_PROVIDER;
 use crate::error::Error;
 use crate::flow::{Decision, Flow, RequestView};
 use crate::metrics::Metrics;
-use crate::policy::Policies;
+use crate::policy::{Policies, Policy};
+use crate::telemetry::RouteLabels;
 
 /// A provider's flow, by name.
 #[derive(Clone)]
@@ -60,8 +61,13 @@ impl Gateway {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = routes;
     }
 
-    fn current(&self) -> Arc<Routes> {
+    /// The routes in force now; a Check routes and decides with the same ones.
+    pub fn routes(&self) -> Arc<Routes> {
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn current(&self) -> Arc<Routes> {
+        self.routes()
     }
 
     /// The `default` provider's flow in force now.
@@ -85,7 +91,33 @@ impl Gateway {
 
     /// Decides one request with the routes in force when it arrived.
     pub async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
-        self.current().check(request).await
+        self.current().route(request)?.check(request).await
+    }
+}
+
+/// Which flow decides a request, under which policy: `Routes::route`'s answer.
+pub struct Route<'a> {
+    flow: &'a Flow,
+    /// None on a provider's own path (callback, logout, back-channel logout).
+    policy: Option<&'a Policy>,
+    provider: &'a str,
+}
+
+impl Route<'_> {
+    /// The policy's and provider's names, for the Check's log lines and span.
+    pub fn labels(&self) -> RouteLabels<'_> {
+        RouteLabels {
+            policy: self.policy.map(|policy| policy.name.as_str()),
+            provider: Some(self.provider),
+        }
+    }
+
+    /// Decides the request with this route's flow, under its policy.
+    pub async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
+        match self.policy {
+            None => self.flow.check(request).await,
+            Some(policy) => self.flow.check_policy(request, policy).await,
+        }
     }
 }
 
@@ -109,20 +141,23 @@ impl Routes {
         }
     }
 
-    /// Decides one request: with the flow that owns its path, else under the route's policy with
-    /// the flow of the policy's provider. An unknown policy fails closed (`Error::UnknownPolicy`).
-    async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
-        let span = tracing::Span::current();
+    /// Which flow decides `request`: the flow that owns its path, else the flow of the provider of
+    /// the policy its route names. An unknown policy fails closed (`Error::UnknownPolicy`).
+    pub fn route(&self, request: &RequestView) -> Result<Route<'_>, Error> {
         if let Some(&index) = self.own_paths.get(&request.path) {
-            span.record("provider", self.flows[index].name.as_str());
-            return self.flows[index].flow.check(request).await;
+            let named = &self.flows[index];
+            return Ok(Route {
+                flow: &named.flow,
+                policy: None,
+                provider: &named.name,
+            });
         }
         let policy = self.policies.select(request.policy_name.as_deref())?;
-        span.record("policy", policy.name.as_str());
-        span.record("provider", policy.provider.as_str());
-        self.flow_named(&policy.provider)?
-            .check_policy(request, policy)
-            .await
+        Ok(Route {
+            flow: self.flow_named(&policy.provider)?,
+            policy: Some(policy),
+            provider: &policy.provider,
+        })
     }
 
     /// Config validation makes every policy's provider a configured one; an unknown name here

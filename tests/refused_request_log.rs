@@ -59,6 +59,10 @@ async fn a_refused_request_is_logged_without_its_path() {
         text.contains("request refused") && text.contains("allowed_hosts"),
         "the refusal and its reason are logged: {text}"
     );
+    assert!(
+        text.contains("policy=\"default\" provider=\"default\""),
+        "the line names the route's policy and provider: {text}"
+    );
     assert!(!text.contains(MARKER), "no client text in the log: {text}");
 }
 
@@ -94,6 +98,10 @@ async fn a_refused_method_is_logged_without_the_method() {
     assert!(
         text.contains("request refused"),
         "the refusal is logged: {text}"
+    );
+    assert!(
+        text.contains("provider=\"default\"") && !text.contains("policy="),
+        "a provider's own path has a provider and no policy: {text}"
     );
     assert!(!text.contains(MARKER), "no client text in the log: {text}");
 }

@@ -16,9 +16,9 @@ use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::error::{Answer, FailureCause};
+use crate::error::{Answer, Error, FailureCause};
 use crate::flow::{Decision, RequestView};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Route};
 use crate::log_limit::RateLimitedLog;
 use crate::metrics::CheckOutcome;
 
@@ -76,9 +76,12 @@ impl Authorization for AuthzService {
         let started = std::time::Instant::now();
         let (metadata, _, check) = request.into_parts();
         let view = request::request_view(check, self.trust_forwarded_headers);
+        let routes = self.gateway.routes();
+        let route = routes.route(&view);
+        let labels = route.as_ref().map(Route::labels).unwrap_or_default();
         // One span per Check, continuing the caller's trace; its fields are on every log line.
-        let span = crate::telemetry::check_span(&view, &metadata);
-        self.decide(view, started).instrument(span).await
+        let span = crate::telemetry::check_span(&view, &metadata, labels);
+        self.decide(view, route, started).instrument(span).await
     }
 }
 
@@ -86,6 +89,7 @@ impl AuthzService {
     async fn decide(
         &self,
         view: RequestView,
+        route: Result<Route<'_>, Error>,
         started: std::time::Instant,
     ) -> Result<Response<CheckResponse>, Status> {
         let metrics = self.gateway.metrics();
@@ -93,7 +97,11 @@ impl AuthzService {
             metrics,
             decided: false,
         };
-        let decision = match self.gateway.check(&view).await {
+        let decided = match route {
+            Ok(route) => route.check(&view).await,
+            Err(error) => Err(error),
+        };
+        let decision = match decided {
             Ok(decision) => decision,
             Err(error) => match error.answer() {
                 Answer::Deny { status, message } => {
