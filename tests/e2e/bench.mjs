@@ -20,7 +20,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Proc, bins, envoyConfigFor, freePort, startStack, waitFor, ROOT } from './stack.mjs';
 import { login, sessionCookie } from './flows.mjs';
-import { callbackCost, manySessions, rssKb } from './bench_sessions.mjs';
+import { callbackCost, describeRss, manySessions, rssKb } from './bench_sessions.mjs';
 
 const ROUNDS = boundedInt('BENCH_ROUNDS', 3, 1, 9);
 const SECONDS = boundedInt('BENCH_SECONDS', 10, 1, 60);
@@ -172,9 +172,9 @@ async function main() {
       'oidc-all': { ...(await startEnvoy(dir, 'oidc-all', (ports) => withoutAllowedHeaders(shipped(stack.ports.authz)(ports)))), server: stack.procs.authz },
     };
     let script = null;
-    let rssOneSessionKb = NaN;
+    let rssOneSession = null;
     if (SESSIONS > 0) {
-      rssOneSessionKb = rssKb(stack.procs.authz.pid);
+      rssOneSession = rssKb(stack.procs.authz.pid);
       script = manySessions({ bin: CLONE_SESSIONS_BIN, configFile: stack.configFile, dir, cookie, count: SESSIONS });
       targets['oidc-many'] = { ...targets.oidc, script };
     }
@@ -201,7 +201,7 @@ async function main() {
     const notes = [];
     if (SESSIONS > 0) {
       const rss = rssKb(stack.procs.authz.pid);
-      notes.push(`oidc-authz RSS: ${(rss / 1024).toFixed(1)} MB after the rounds with ${SESSIONS + 1} live sessions (session_cache_size 10000); ${(rssOneSessionKb / 1024).toFixed(1)} MB before them (one session)`);
+      notes.push(`oidc-authz RSS: ${describeRss(rss)} after the rounds with ${SESSIONS + 1} live sessions (session_cache_size 10000); ${describeRss(rssOneSession)} before them (one session)`);
     }
     if (LOGINS > 0) {
       const cost = await callbackCost(stack, LOGINS);

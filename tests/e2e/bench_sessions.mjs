@@ -2,7 +2,7 @@
 //  - manySessions: copies the logged-in session into N sessions in Redis (examples/clone_sessions,
 //    the library's own session layer) and writes a wrk Lua script that cycles through their
 //    cookies, so a wrk run touches every one (and oidc-authz's session cache holds them all);
-//  - rssKb: a process's resident memory;
+//  - rssKb, describeRss: a process's resident memory, its own and its mapped files';
 //  - callbackCost: N real logins at the test IdP, and from oidc-authz's own /metrics how long its
 //    Checks of those logins (start, callback, the page it returns to) took beyond the time it spent
 //    waiting for the IdP's token, JWKS and userinfo endpoints.
@@ -12,9 +12,21 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { login } from './flows.mjs';
 
-/** Resident memory of `pid`, in kB. */
+/**
+ * Resident memory of `pid`, in kB: all of it (`rss`), the process's own (`anon`: heap, stacks)
+ * and mapped files (`file`: mostly the program's code, clean pages the kernel can drop and
+ * re-read, shared with other processes running the same binary).
+ */
 export function rssKb(pid) {
-  return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)[1]);
+  return { rss: field('VmRSS'), anon: field('RssAnon'), file: field('RssFile') + field('RssShmem') };
+}
+
+/** `rssKb`'s answer as text: "29.5 MB (16.1 MB anonymous, 11.1 MB mapped files)". */
+export function describeRss({ rss, anon, file }) {
+  const mb = (kb) => `${(kb / 1024).toFixed(1)} MB`;
+  return `${mb(rss)} (${mb(anon)} anonymous, ${mb(file)} mapped files)`;
 }
 
 /**
