@@ -3,24 +3,8 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
+use support::log::CapturedLog;
 use support::{Authz, FakeIdp, Outcome, Req, SwitchableStore};
-
-/// A log sink the test reads back.
-#[derive(Clone, Default)]
-struct CapturedLog(Arc<Mutex<Vec<u8>>>);
-
-impl Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Text a client puts in its request path to forge a log line of its own.
 const MARKER: &str = "FORGED-LINE";
@@ -28,14 +12,7 @@ const MARKER: &str = "FORGED-LINE";
 // current_thread (the default): the server's tasks run on this thread, under this subscriber.
 #[tokio::test]
 async fn a_refused_request_is_logged_without_its_path() {
-    let log = CapturedLog::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (log, _guard) = CapturedLog::warnings();
 
     let idp = FakeIdp::start().await;
     let authz = Authz::start(
@@ -54,7 +31,7 @@ async fn a_refused_request_is_logged_without_its_path() {
     );
     authz.stop().await;
 
-    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    let text = log.text();
     assert!(
         text.contains("request refused") && text.contains("allowed_hosts"),
         "the refusal and its reason are logged: {text}"
@@ -70,14 +47,7 @@ async fn a_refused_request_is_logged_without_its_path() {
 /// gRPC caller may send any string) is not in the log.
 #[tokio::test]
 async fn a_refused_method_is_logged_without_the_method() {
-    let log = CapturedLog::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (log, _guard) = CapturedLog::warnings();
 
     let idp = FakeIdp::start().await;
     let authz = Authz::start(&idp, "logout_path: /logout", SwitchableStore::memory()).await;
@@ -94,7 +64,7 @@ async fn a_refused_method_is_logged_without_the_method() {
     );
     authz.stop().await;
 
-    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    let text = log.text();
     assert!(
         text.contains("request refused"),
         "the refusal is logged: {text}"

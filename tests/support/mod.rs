@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod idp;
+pub mod log;
 pub mod redis;
 
 use std::collections::BTreeMap;
