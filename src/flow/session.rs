@@ -101,17 +101,8 @@ impl Flow {
         request: &RequestView,
         jar: &CookieJar<'_>,
     ) -> Result<SessionCheck, Error> {
-        let cleared = || SessionCheck::Missing {
-            set_cookies: vec![jar.clear(CookieKind::Session)],
-        };
         let Some(found) = self.find_session(request, jar).await? else {
-            // A cookie that led nowhere (tampered, expired, old key removed) is cleared.
-            if jar.values(request, CookieKind::Session).is_empty() {
-                return Ok(SessionCheck::Missing {
-                    set_cookies: Vec::new(),
-                });
-            }
-            return Ok(cleared());
+            return Ok(no_session(request, jar));
         };
         let FoundSession {
             id,
@@ -119,21 +110,13 @@ impl Flow {
             cookie_signed_by_old_key,
         } = found;
         let now = self.clock.now_unix();
-        let mut loaded = loaded;
-        if !loaded.complete && self.writes_or_refreshes(&loaded, now) {
-            // The cache's trimmed copy must not be written back: read the whole record.
-            match self.sessions.load(&id).await? {
-                Some(whole) => loaded = whole,
-                None => return Ok(cleared()),
-            }
-        }
+        let Some(loaded) = self.whole_if_written(&id, loaded, now).await? else {
+            return Ok(cleared(jar));
+        };
         let mut record = loaded.record;
         if lifetime::is_expired(&record, now, &self.config) {
-            self.sessions.end(&id, &record).await?;
-            self.metrics
-                .record_sessions_ended(SessionEndReason::Timeout, 1);
-            tracing::info!(subject = %record.subject, "session timed out");
-            return Ok(cleared());
+            self.end_timed_out(&id, &record).await?;
+            return Ok(cleared(jar));
         }
 
         let mut write_back =
@@ -151,33 +134,93 @@ impl Flow {
                         set_cookies: Vec::new(),
                     });
                 }
-                Refreshed::Ended => return Ok(cleared()),
+                Refreshed::Ended => return Ok(cleared(jar)),
             }
             // The refresh wrote the record; only activity newer than that needs writing.
             write_back = loaded.sealed_by_old_key;
         }
-        if write_back {
-            Arc::make_mut(&mut record).last_active_at = now;
-            let ttl = lifetime::store_ttl(&record, now, &self.config);
-            if !self.sessions.update(&id, &record, ttl).await? {
-                // Logged out since we read it: the logout stands.
-                tracing::info!(subject = %record.subject, "session ended while in use");
-                return Ok(cleared());
-            }
-        }
-
-        let mut set_cookies = Vec::new();
-        if cookie_signed_by_old_key {
-            let value = cookie::sign(&self.keys, CookiePurpose::Session, &id.0);
-            set_cookies.push(jar.set(
-                CookieKind::Session,
-                &value,
-                self.config.session_absolute_timeout,
-            ));
+        if write_back && !self.write_activity(&id, &mut record, now).await? {
+            return Ok(cleared(jar));
         }
         Ok(SessionCheck::Valid {
             record,
-            set_cookies,
+            set_cookies: self.renewed_cookie(jar, &id, cookie_signed_by_old_key),
         })
+    }
+
+    /// `loaded`, or the whole record read from the store when this Check writes or refreshes the
+    /// session and `loaded` is the cache's trimmed copy, which must never be written back. `None`
+    /// when the store no longer has it.
+    async fn whole_if_written(
+        &self,
+        id: &SessionId,
+        loaded: LoadedSession,
+        now: i64,
+    ) -> Result<Option<LoadedSession>, Error> {
+        if loaded.complete || !self.writes_or_refreshes(&loaded, now) {
+            return Ok(Some(loaded));
+        }
+        self.sessions.load(id).await
+    }
+
+    async fn end_timed_out(&self, id: &SessionId, record: &SessionRecord) -> Result<(), Error> {
+        self.sessions.end(id, record).await?;
+        self.metrics
+            .record_sessions_ended(SessionEndReason::Timeout, 1);
+        tracing::info!(subject = %record.subject, "session timed out");
+        Ok(())
+    }
+
+    /// Writes the session back with `now` as its last activity; `false` when it was logged out
+    /// since it was read (the logout stands).
+    async fn write_activity(
+        &self,
+        id: &SessionId,
+        record: &mut Arc<SessionRecord>,
+        now: i64,
+    ) -> Result<bool, Error> {
+        Arc::make_mut(record).last_active_at = now;
+        let ttl = lifetime::store_ttl(record, now, &self.config);
+        let written = self.sessions.update(id, record, ttl).await?;
+        if !written {
+            tracing::info!(subject = %record.subject, "session ended while in use");
+        }
+        Ok(written)
+    }
+
+    /// The session cookie signed anew, when the request's was signed by an old key.
+    fn renewed_cookie(
+        &self,
+        jar: &CookieJar<'_>,
+        id: &SessionId,
+        signed_by_old_key: bool,
+    ) -> Vec<String> {
+        if !signed_by_old_key {
+            return Vec::new();
+        }
+        let value = cookie::sign(&self.keys, CookiePurpose::Session, &id.0);
+        vec![jar.set(
+            CookieKind::Session,
+            &value,
+            self.config.session_absolute_timeout,
+        )]
+    }
+}
+
+/// No session for the request: nothing to say when it sent no session cookie; a cookie that led
+/// nowhere (tampered, expired, old key removed) is cleared.
+fn no_session(request: &RequestView, jar: &CookieJar<'_>) -> SessionCheck {
+    if jar.values(request, CookieKind::Session).is_empty() {
+        return SessionCheck::Missing {
+            set_cookies: Vec::new(),
+        };
+    }
+    cleared(jar)
+}
+
+/// No session any more (timed out, ended, gone): the cookie is cleared.
+fn cleared(jar: &CookieJar<'_>) -> SessionCheck {
+    SessionCheck::Missing {
+        set_cookies: vec![jar.clear(CookieKind::Session)],
     }
 }
