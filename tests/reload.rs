@@ -7,7 +7,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use oidc_authz::clock::{ManualClock, SystemClock};
 use oidc_authz::config::load_from_str;
 use oidc_authz::oidc::provider::DISCOVERY_BACKOFF_CAP;
 use oidc_authz::server::App;
+use support::binary::RunningBinary;
 use support::idp::now;
 use support::{Authz, Browser, FakeIdp, KEY_A, KEY_B, Req, SwitchableStore, idp};
 use tonic_health::pb::HealthCheckRequest;
@@ -386,24 +386,6 @@ async fn health_turns_serving_when_a_reload_brings_a_discovered_default_provider
     authz.stop().await;
 }
 
-/// The binary, killed on drop if the test did not stop it.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(running: &Running, name: &str) {
-    let sent = Command::new("kill")
-        .args([&format!("-{name}"), &running.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-}
-
 /// `GET url` until `accept` takes the body, within 20 s.
 async fn poll_until(url: &str, accept: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -433,29 +415,19 @@ async fn sighup_reloads_the_binary_and_a_bad_config_is_logged_and_refused() {
     let listeners = format!("listen: 127.0.0.1:{grpc_port}\nadmin_listen: 127.0.0.1:{admin_port}");
     file.write(&yaml(&idp, ONE_KEY, &listeners));
     let log = file.dir.join("oidc-authz.log");
-    let running = Running(
-        Command::new(env!("CARGO_BIN_EXE_oidc-authz"))
-            .arg("--config")
-            .arg(&file.path)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("run oidc-authz"),
-    );
+    let running = RunningBinary::start_logging_to(&file.path, std::fs::File::create(&log).unwrap());
     let metrics_url = format!("http://127.0.0.1:{admin_port}/metrics");
     let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
     poll_until(&readyz, |body| body.starts_with("ready")).await;
 
-    signal(&running, "HUP");
+    running.signal("HUP");
     poll_until(&metrics_url, |body| {
         body.contains("oidc_authz_config_reloads_total{result=\"ok\"} 1")
     })
     .await;
 
     file.write(&yaml(&idp, "[too-short]", &listeners));
-    signal(&running, "HUP");
+    running.signal("HUP");
     poll_until(&metrics_url, |body| {
         body.contains("oidc_authz_config_reloads_total{result=\"refused\"} 1")
     })

@@ -5,15 +5,12 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use support::binary::{RunningBinary, navigation_without_session};
 use support::{FakeIdp, KEY_A, idp};
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -21,30 +18,6 @@ use tonic::transport::{Channel, Endpoint, Uri};
 const READY_BOUND: Duration = Duration::from_secs(20);
 /// How long it may take to exit after SIGTERM.
 const EXIT_BOUND: Duration = Duration::from_secs(10);
-
-/// The binary, killed on drop if the test did not stop it.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_binary(config: &Path) -> Running {
-    Running(
-        Command::new(env!("CARGO_BIN_EXE_oidc-authz"))
-            .arg("--config")
-            .arg(config)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run oidc-authz"),
-    )
-}
 
 /// A tonic client whose every connection is a new stream on the Unix socket at `socket`.
 async fn unix_socket_client(socket: PathBuf) -> Result<AuthorizationClient<Channel>, String> {
@@ -61,30 +34,6 @@ async fn unix_socket_client(socket: PathBuf) -> Result<AuthorizationClient<Chann
         .await
         .map_err(|error| error.to_string())?;
     Ok(AuthorizationClient::new(channel))
-}
-
-/// A browser navigating to `/private` without a session.
-fn navigation_without_session() -> CheckRequest {
-    let headers = HashMap::from([
-        (":authority".to_owned(), "app.test".to_owned()),
-        ("accept".to_owned(), "text/html".to_owned()),
-    ]);
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: "GET".into(),
-                    path: "/private".into(),
-                    host: "app.test".into(),
-                    scheme: "http".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
 }
 
 /// Asks until the answer is a decision (the IdP discovered), within `READY_BOUND`.
@@ -131,7 +80,7 @@ async fn check_is_served_on_a_unix_socket() {
     )
     .unwrap();
 
-    let mut running = start_binary(&config);
+    let mut running = RunningBinary::start(&config);
     match first_decision(&socket).await {
         HttpResponse::DeniedResponse(denied) => {
             assert_eq!(denied.status.map(|s| s.code), Some(302), "a login starts");
@@ -147,11 +96,7 @@ async fn check_is_served_on_a_unix_socket() {
         other => panic!("expected a redirect to the IdP, got {other:?}"),
     }
 
-    let terminated = Command::new("kill")
-        .args(["-TERM", &running.0.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(terminated.success());
+    running.signal("TERM");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         matches!(

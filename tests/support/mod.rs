@@ -2,6 +2,7 @@
 //! `Browser` that speaks gRPC Check with a cookie jar, as Envoy would on its behalf.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod idp;
 pub mod log;
 pub mod redis;
