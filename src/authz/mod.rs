@@ -8,6 +8,8 @@ mod response;
 
 /// Public for the fuzz crate (`fuzz/`): the translation parses whatever Envoy forwards.
 pub use request::request_view;
+/// Public for `examples/always_ok.rs`, which answers as the session path does (`scripts/bench`).
+pub use response::check_response;
 
 use std::sync::Arc;
 
