@@ -2,8 +2,11 @@
 //! instruction counts or `perf`): the session and the `CheckRequest` of `benches/check.rs`, logs
 //! set up as the binary sets them with traces off (text, `info`, to stderr). The Checks run inside
 //! `run_checks`, so a profiler can count them alone (`--toggle-collect=*run_checks*`).
+//! `PROFILE_STORE=cached` puts the session cache in front of the store (the hot path with Redis:
+//! every Check after the first a cache hit); `memory` (the default) opens the sealed record on
+//! every Check, as with `storage: memory`.
 //!
-//! Run: `cargo run --release --example profile_check -- 2000 2>/dev/null`
+//! Run: `PROFILE_STORE=cached cargo run --release --example profile_check -- 2000 2>/dev/null`
 
 #[path = "../benches/support/session_path.rs"]
 mod session_path;
@@ -12,7 +15,7 @@ use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use oidc_authz::config::{LogFormat, OtelSettings};
-use session_path::{Setup, check_request, setup};
+use session_path::{Setup, Store, check_request, setup_with};
 
 const DEFAULT_CHECKS: usize = 2000;
 /// Bounds the run: callgrind is about 50× slower than native.
@@ -27,8 +30,13 @@ fn main() -> Result<(), String> {
             .filter(|count| (1..=MAX_CHECKS).contains(count))
             .ok_or(format!("usage: profile_check [CHECKS, 1..={MAX_CHECKS}]"))?,
     };
+    let store = match std::env::var("PROFILE_STORE").as_deref() {
+        Err(_) | Ok("memory") => Store::Memory,
+        Ok("cached") => Store::Cached,
+        Ok(_) => return Err("PROFILE_STORE must be memory or cached".into()),
+    };
     let _telemetry = oidc_authz::telemetry::init(LogFormat::Text, "info", &OtelSettings::default());
-    let setup = setup();
+    let setup = setup_with(store);
     // Built before the measured part: Envoy's requests arrive decoded, not cloned.
     let requests: Vec<CheckRequest> = (0..checks)
         .map(|_| check_request(&setup.cookie_header))
@@ -37,7 +45,7 @@ fn main() -> Result<(), String> {
     if allowed != checks {
         return Err(format!("{allowed} of {checks} Checks were allowed"));
     }
-    println!("{checks} session-path Checks allowed");
+    println!("{checks} session-path Checks allowed ({store:?} store)");
     Ok(())
 }
 

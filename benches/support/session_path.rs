@@ -1,5 +1,6 @@
 //! The session path as `benches/check.rs` and `examples/profile_check.rs` build it: a config, a
-//! memory store, a stopped clock and a fake IdP; a session created honestly through `Flow::check`
+//! memory store (`Store::Memory`: every Check opens the sealed record, as with `storage: memory`;
+//! or `Store::Cached`: behind the session cache, as with Redis), a stopped clock and a fake IdP; a session created honestly through `Flow::check`
 //! (start login → state from the redirect → callback with code and login cookie → session cookie);
 //! and the `CheckRequest` Envoy sends for a page request carrying that session's cookie.
 //!
@@ -8,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
@@ -21,8 +23,8 @@ use oidc_authz::oidc::{
 };
 use oidc_authz::secret::Secret;
 use oidc_authz::server::App;
-use oidc_authz::session::SessionStore;
 use oidc_authz::session::memory::MemoryStore;
+use oidc_authz::session::{InvalidationListener, SessionStore, StoreError};
 
 pub const NOW: i64 = 1_750_000_000;
 pub const SESSION_SECRET: &str = "bench-session-secret-0123456789abcdef";
@@ -209,6 +211,80 @@ pub async fn log_in(flow: &Flow) -> String {
     format!("_ga=GA1.1.123456789.1700000000; {session_cookie}")
 }
 
+/// Where the session is read from on the measured path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// The memory store: every Check opens the sealed record.
+    Memory,
+    /// The session cache in front of it (the Redis hot path without Redis): every Check after the
+    /// first is a cache hit.
+    Cached,
+}
+
+/// A memory store with an invalidation feed that is live at once and never reports a change
+/// (nothing else writes it), so the session cache serves from it as it does from Redis.
+struct FedMemoryStore(MemoryStore);
+
+#[async_trait]
+impl SessionStore for FedMemoryStore {
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        self.0.put(key, value, ttl).await
+    }
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.0.put_if_absent(key, value, ttl).await
+    }
+    async fn put_if_present(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.0.put_if_present(key, value, ttl).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key).await
+    }
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.take(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.0.delete(key).await
+    }
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        self.0.delete_if_equals(key, expected).await
+    }
+    async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.0.add_to_set(key, member, ttl).await
+    }
+    async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError> {
+        self.0.remove_from_set(key, member).await
+    }
+    async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        self.0.take_set(key).await
+    }
+    async fn push_bounded(
+        &self,
+        key: &str,
+        member: &str,
+        max_len: usize,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        self.0.push_bounded(key, member, max_len, ttl).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.0.ping().await
+    }
+    fn watch_changes(&self, _prefix: &str, listener: Arc<dyn InvalidationListener>) -> bool {
+        listener.reset(true);
+        true
+    }
+}
+
 pub struct Setup {
     pub runtime: tokio::runtime::Runtime,
     pub flow: Arc<Flow>,
@@ -217,13 +293,24 @@ pub struct Setup {
 }
 
 pub fn setup() -> Setup {
+    setup_with(Store::Memory)
+}
+
+pub fn setup_with(kind: Store) -> Setup {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let (config, _warnings) =
+    let (mut config, _warnings) =
         oidc_authz::config::load_from_str(CONFIG, "bench", Vec::new()).expect("config");
-    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    if kind == Store::Cached {
+        // The config allows a cache only with `redis.url`; the fed store stands in for it.
+        config.session_cache_size = 10_000;
+    }
+    let store: Arc<dyn SessionStore> = match kind {
+        Store::Memory => Arc::new(MemoryStore::new()),
+        Store::Cached => Arc::new(FedMemoryStore(MemoryStore::new())),
+    };
     // A clock that stands still: no activity write-back and no refresh is ever due, so every
     // iteration is the read-only hot path.
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(NOW));
