@@ -31,7 +31,16 @@ struct Args {
     check_only: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
+/// A command line that is not `USAGE`'s.
+#[derive(Debug, thiserror::Error)]
+enum ArgsError {
+    #[error("--config needs a file")]
+    ConfigWithoutFile,
+    #[error("unknown argument `{0}`")]
+    Unknown(String),
+}
+
+fn parse_args() -> Result<Args, ArgsError> {
     let mut args = Args {
         config: None,
         check_only: false,
@@ -40,7 +49,7 @@ fn parse_args() -> Result<Args, String> {
     while let Some(word) = words.next() {
         match word.as_str() {
             "--config" | "-c" => {
-                args.config = Some(words.next().ok_or("--config needs a file")?.into());
+                args.config = Some(words.next().ok_or(ArgsError::ConfigWithoutFile)?.into());
             }
             "--check-config" => args.check_only = true,
             "--version" | "-V" => {
@@ -51,7 +60,7 @@ fn parse_args() -> Result<Args, String> {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument `{other}`")),
+            other => return Err(ArgsError::Unknown(other.to_owned())),
         }
     }
     Ok(args)

@@ -27,7 +27,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{LogFormat, OtelSettings, collector_url};
+use crate::config::{CollectorUrlError, LogFormat, OtelSettings, collector_url};
 use crate::flow::RequestView;
 
 pub const DEFAULT_SERVICE_NAME: &str = "oidc-authz";
@@ -53,20 +53,38 @@ pub struct TraceTarget {
     pub service_name: String,
 }
 
+/// Why traces are off although a collector was named (printed after "traces off: ").
+#[derive(Debug, thiserror::Error)]
+pub enum TracesOff {
+    /// An endpoint variable that is no collector address; the text names the variable only.
+    #[error("{variable}: {problem}")]
+    BadEndpointVariable {
+        variable: &'static str,
+        problem: CollectorUrlError,
+    },
+    #[error("cannot start the export runtime: {0}")]
+    ExportRuntime(std::io::Error),
+    #[error("cannot build the OTLP exporter: {0}")]
+    Exporter(opentelemetry_otlp::ExporterBuildError),
+}
+
 /// `otel.endpoint`, else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`;
 /// `None`: traces off. `otel.service_name`, else `OTEL_SERVICE_NAME`, else `oidc-authz`. A bad
 /// endpoint in the environment is an error (the config's was checked at load).
 pub fn trace_target(
     otel: &OtelSettings,
     env: impl Fn(&str) -> Option<String>,
-) -> Result<Option<TraceTarget>, String> {
+) -> Result<Option<TraceTarget>, TracesOff> {
     let from_env = [TRACES_ENDPOINT_VAR, ENDPOINT_VAR]
         .into_iter()
         .find_map(|name| env(name).filter(|v| !v.is_empty()).map(|v| (name, v)));
     let endpoint = match (&otel.endpoint, from_env) {
         (Some(url), _) => url.to_string(),
         (None, Some((name, value))) => collector_url(&value)
-            .map_err(|problem| format!("{name}: {problem}"))?
+            .map_err(|problem| TracesOff::BadEndpointVariable {
+                variable: name,
+                problem,
+            })?
             .to_string(),
         (None, None) => return Ok(None),
     };
@@ -172,13 +190,13 @@ pub fn init(format: LogFormat, level: &str, otel: &OtelSettings) -> Telemetry {
     }
 }
 
-fn tracer_provider(target: &TraceTarget) -> Result<SdkTracerProvider, String> {
+fn tracer_provider(target: &TraceTarget) -> Result<SdkTracerProvider, TracesOff> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("otel-export")
         .enable_all()
         .build()
-        .map_err(|error| format!("cannot start the export runtime: {error}"))?;
+        .map_err(TracesOff::ExportRuntime)?;
     let exporter = {
         let _entered = runtime.enter();
         opentelemetry_otlp::SpanExporter::builder()
@@ -186,7 +204,7 @@ fn tracer_provider(target: &TraceTarget) -> Result<SdkTracerProvider, String> {
             .with_endpoint(target.endpoint.clone())
             .with_timeout(EXPORT_TIMEOUT)
             .build()
-            .map_err(|error| format!("cannot build the OTLP exporter: {error}"))?
+            .map_err(TracesOff::Exporter)?
     };
     let processor = BatchSpanProcessor::builder(OnOwnRuntime {
         runtime,
@@ -403,7 +421,8 @@ mod tests {
             &OtelSettings::default(),
             env(&[(ENDPOINT_VAR, "collector:4317")]),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             error.starts_with("OTEL_EXPORTER_OTLP_ENDPOINT: "),
             "{error}"

@@ -21,46 +21,55 @@ pub(super) enum Connection {
 
 impl Pool {
     /// A new connection, taken out of the pool for good (it is shared, not returned).
-    async fn connect(&self) -> Result<Connection, String> {
+    async fn connect(&self) -> Result<Connection, ConnectError> {
         Ok(match self {
-            Pool::Single(pool) => Connection::Single(deadpool_redis::Connection::take(
-                pool.get().await.map_err(|e| pool_error(&e))?,
-            )),
-            Pool::Cluster(pool) => Connection::Cluster(cluster::Connection::take(
-                pool.get().await.map_err(|e| pool_error(&e))?,
-            )),
-            Pool::Sentinel(pool) => Connection::Sentinel(sentinel::Connection::take(
-                pool.get().await.map_err(|e| pool_error(&e))?,
-            )),
-            Pool::SentinelTls(client) => Connection::Sentinel(
-                client
-                    .lock()
-                    .await
-                    .get_async_connection()
-                    .await
-                    .map_err(|e| redis_error(&e))?,
-            ),
+            Pool::Single(pool) => {
+                Connection::Single(deadpool_redis::Connection::take(pool.get().await?))
+            }
+            Pool::Cluster(pool) => {
+                Connection::Cluster(cluster::Connection::take(pool.get().await?))
+            }
+            Pool::Sentinel(pool) => {
+                Connection::Sentinel(sentinel::Connection::take(pool.get().await?))
+            }
+            Pool::SentinelTls(client) => {
+                Connection::Sentinel(client.lock().await.get_async_connection().await?)
+            }
         })
     }
 }
 
-/// A pool's error in words; see `redis_error`.
-fn pool_error(error: &deadpool_redis::PoolError) -> String {
-    match error {
-        deadpool_redis::PoolError::Backend(error) => redis_error(error),
-        other => other.to_string(),
+/// Why a connection attempt failed: the redis crate's or the pool's error, except the crate's
+/// Sentinel one: "Master with given name not found in sentinel" is what it says when the sentinels
+/// name no master that answers as one (the master is down, or a failover is under way), not when
+/// the name is wrong.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error(
+        "no master reachable through the sentinels (the master is down or a failover is in progress)"
+    )]
+    NoMasterReachable,
+    #[error("{0}")]
+    Redis(redis::RedisError),
+    #[error("{0}")]
+    Pool(deadpool_redis::PoolError),
+}
+
+impl From<redis::RedisError> for ConnectError {
+    fn from(error: redis::RedisError) -> Self {
+        match error.kind() {
+            redis::ErrorKind::MasterNameNotFoundBySentinel => ConnectError::NoMasterReachable,
+            _ => ConnectError::Redis(error),
+        }
     }
 }
 
-/// The redis crate's error in words, except its Sentinel one: "Master with given name not found
-/// in sentinel" is what it says when the sentinels name no master that answers as one (the master
-/// is down, or a failover is under way), not when the name is wrong.
-fn redis_error(error: &redis::RedisError) -> String {
-    match error.kind() {
-        redis::ErrorKind::MasterNameNotFoundBySentinel => {
-            "no master reachable through the sentinels (the master is down or a failover is in progress)".into()
+impl From<deadpool_redis::PoolError> for ConnectError {
+    fn from(error: deadpool_redis::PoolError) -> Self {
+        match error {
+            deadpool_redis::PoolError::Backend(error) => error.into(),
+            other => ConnectError::Pool(other),
         }
-        _ => error.to_string(),
     }
 }
 
@@ -150,17 +159,17 @@ impl RedisStore {
         if let Some(connection) = self.slot().clone() {
             return Ok((connection, true));
         }
-        self.pacer.may_attempt().map_err(StoreError::Unavailable)?;
+        self.pacer.may_attempt().map_err(unavailable)?;
         let _connecting = self.connecting.lock().await;
         if let Some(connection) = self.slot().clone() {
             return Ok((connection, false));
         }
         // Whoever held the lock before us may have just failed.
-        self.pacer.may_attempt().map_err(StoreError::Unavailable)?;
+        self.pacer.may_attempt().map_err(unavailable)?;
         let connection = match self.pool.connect().await {
             Ok(connection) => connection,
             Err(error) => {
-                if self.pacer.failed(&error)
+                if self.pacer.failed(&error.to_string())
                     && let Some(suppressed) = self.down_log.admit()
                 {
                     tracing::warn!(%error, suppressed, "session store unreachable; reconnecting with backoff");

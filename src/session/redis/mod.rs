@@ -35,7 +35,7 @@ use super::redis_changes::ChangeFeed;
 use crate::log_limit::RateLimitedLog;
 use connection::Connection;
 use topology::{Pool, single_connection_info};
-pub use topology::{RedisTls, RedisTopology};
+pub use topology::{RedisConfigError, RedisTls, RedisTopology};
 
 pub struct RedisStore {
     pool: Pool,
@@ -62,7 +62,7 @@ impl RedisStore {
         key_prefix: &str,
         pool_size: usize,
         command_timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RedisConfigError> {
         Self::with_topology(
             &RedisTopology::Single {
                 url: url.to_owned(),
@@ -79,7 +79,7 @@ impl RedisStore {
         key_prefix: &str,
         pool_size: usize,
         command_timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RedisConfigError> {
         Self::with_tls(
             topology,
             &RedisTls::default(),
@@ -99,7 +99,7 @@ impl RedisStore {
         key_prefix: &str,
         pool_size: usize,
         command_timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RedisConfigError> {
         let pool = Pool::new(topology, tls, pool_config(pool_size, command_timeout))?;
         let changes = change_feed(topology, tls, key_prefix)?;
         Ok(RedisStore {
@@ -137,11 +137,10 @@ fn change_feed(
     topology: &RedisTopology,
     tls: &RedisTls,
     key_prefix: &str,
-) -> Result<Option<Arc<ChangeFeed>>, String> {
+) -> Result<Option<Arc<ChangeFeed>>, RedisConfigError> {
     Ok(match topology {
         RedisTopology::Single { url } => Some(ChangeFeed::new(
-            single_connection_info(url, tls)
-                .map_err(|e| format!("invalid Redis configuration: {e}"))?,
+            single_connection_info(url, tls)?,
             key_prefix,
         )),
         RedisTopology::Cluster { .. } | RedisTopology::Sentinel { .. } => None,

@@ -51,6 +51,29 @@ impl RedisTls {
     }
 }
 
+/// Why no store could be made for a topology. The texts name no URL or password.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisConfigError {
+    /// The redis crate refused a URL or the Sentinel client's settings.
+    #[error("invalid Redis configuration: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// deadpool refused the pool's settings.
+    #[error("invalid Redis configuration: {0}")]
+    Pool(Box<dyn std::error::Error + Send + Sync>),
+    #[error("invalid Redis configuration: the sentinels' URLs are all rediss:// or all redis://")]
+    MixedSentinelSchemes,
+    #[error(
+        "invalid Redis configuration: the sentinels' URLs must all carry the same user and password"
+    )]
+    DifferentSentinelLogins,
+}
+
+impl RedisConfigError {
+    fn pool(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        RedisConfigError::Pool(Box::new(error))
+    }
+}
+
 /// One pool per topology, used as a connection factory: `connect` yields a `Connection` that hides
 /// which.
 pub(super) enum Pool {
@@ -78,7 +101,7 @@ impl Pool {
         topology: &RedisTopology,
         tls: &RedisTls,
         pool_config: deadpool_redis::PoolConfig,
-    ) -> Result<Pool, String> {
+    ) -> Result<Pool, RedisConfigError> {
         match topology {
             RedisTopology::Single { url } => Self::single(url, tls, pool_config),
             RedisTopology::Cluster { urls } => Self::cluster(urls, pool_config),
@@ -107,32 +130,35 @@ impl Pool {
         url: &str,
         tls: &RedisTls,
         pool_config: deadpool_redis::PoolConfig,
-    ) -> Result<Pool, String> {
+    ) -> Result<Pool, RedisConfigError> {
         if url.starts_with("rediss://") {
-            let connection_info = single_connection_info(url, tls).map_err(|e| invalid(&e))?;
-            let manager = deadpool_redis::Manager::new(connection_info).map_err(|e| invalid(&e))?;
+            let connection_info = single_connection_info(url, tls)?;
+            let manager = deadpool_redis::Manager::new(connection_info)?;
             let pool = deadpool_redis::Pool::builder(manager)
                 .config(pool_config)
                 .runtime(Runtime::Tokio1)
                 .build()
-                .map_err(|e| invalid(&e))?;
+                .map_err(RedisConfigError::pool)?;
             return Ok(Pool::Single(pool));
         }
         let mut config = deadpool_redis::Config::from_url(url);
         config.pool = Some(pool_config);
         let pool = config
             .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| invalid(&e))?;
+            .map_err(RedisConfigError::pool)?;
         Ok(Pool::Single(pool))
     }
 
     /// A Redis Cluster from its seed nodes (the system's CAs for `rediss://`).
-    fn cluster(urls: &[String], pool_config: deadpool_redis::PoolConfig) -> Result<Pool, String> {
+    fn cluster(
+        urls: &[String],
+        pool_config: deadpool_redis::PoolConfig,
+    ) -> Result<Pool, RedisConfigError> {
         let mut config = cluster::Config::from_urls(urls.to_vec());
         config.pool = Some(pool_config);
         let pool = config
             .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| invalid(&e))?;
+            .map_err(RedisConfigError::pool)?;
         Ok(Pool::Cluster(pool))
     }
 
@@ -142,13 +168,13 @@ impl Pool {
         sentinels: &Sentinels,
         tls: &RedisTls,
         pool_config: deadpool_redis::PoolConfig,
-    ) -> Result<Pool, String> {
+    ) -> Result<Pool, RedisConfigError> {
         if sentinels
             .urls
             .iter()
             .any(|url| url.starts_with("rediss://"))
         {
-            let client = sentinel_tls_client(sentinels, tls).map_err(|e| invalid(&e))?;
+            let client = sentinel_tls_client(sentinels, tls)?;
             return Ok(Pool::SentinelTls(Box::new(tokio::sync::Mutex::new(client))));
         }
         let mut config = sentinel::Config::from_urls(
@@ -168,13 +194,9 @@ impl Pool {
         config.pool = Some(pool_config);
         let pool = config
             .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| invalid(&e))?;
+            .map_err(RedisConfigError::pool)?;
         Ok(Pool::Sentinel(pool))
     }
-}
-
-fn invalid(error: &dyn std::fmt::Display) -> String {
-    format!("invalid Redis configuration: {error}")
 }
 
 /// Where one server is: its URL, with `tls`'s certificates for `rediss://`.
@@ -198,14 +220,13 @@ pub(super) fn single_connection_info(
 fn sentinel_tls_client(
     sentinels: &Sentinels,
     tls: &RedisTls,
-) -> Result<redis::sentinel::SentinelClient, String> {
+) -> Result<redis::sentinel::SentinelClient, RedisConfigError> {
     let (addresses, sentinel_login) = sentinel_addresses(sentinels.urls)?;
     let mut builder = redis::sentinel::SentinelClientBuilder::new(
         addresses,
         sentinels.master_name,
         redis::sentinel::SentinelServerType::Master,
-    )
-    .map_err(|e| e.to_string())?
+    )?
     .set_client_to_redis_db(sentinels.db)
     .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
     if let Some(certificates) = tls.certificates() {
@@ -225,21 +246,22 @@ fn sentinel_tls_client(
     if let Some(password) = sentinels.password {
         builder = builder.set_client_to_redis_password(password);
     }
-    builder.build().map_err(|e| e.to_string())
+    Ok(builder.build()?)
 }
 
 /// A user and a password, each optional.
 type Login = (Option<String>, Option<String>);
 
 /// The sentinels' addresses and their one login, from their `rediss://` URLs.
-fn sentinel_addresses(urls: &[String]) -> Result<(Vec<redis::ConnectionAddr>, Login), String> {
+fn sentinel_addresses(
+    urls: &[String],
+) -> Result<(Vec<redis::ConnectionAddr>, Login), RedisConfigError> {
     let sentinels = urls
         .iter()
         .map(|url| redis::IntoConnectionInfo::into_connection_info(url.as_str()))
-        .collect::<redis::RedisResult<Vec<_>>>()
-        .map_err(|e| e.to_string())?;
+        .collect::<redis::RedisResult<Vec<_>>>()?;
     if urls.iter().any(|url| !url.starts_with("rediss://")) {
-        return Err("the sentinels' URLs are all rediss:// or all redis://".into());
+        return Err(RedisConfigError::MixedSentinelSchemes);
     }
     let login = |info: &redis::ConnectionInfo| {
         let settings = info.redis_settings();
@@ -250,7 +272,7 @@ fn sentinel_addresses(urls: &[String]) -> Result<(Vec<redis::ConnectionAddr>, Lo
     };
     let sentinel_login = sentinels.first().map(login).unwrap_or_default();
     if sentinels.iter().any(|info| login(info) != sentinel_login) {
-        return Err("the sentinels' URLs must all carry the same user and password".into());
+        return Err(RedisConfigError::DifferentSentinelLogins);
     }
     let addresses = sentinels.iter().map(|info| info.addr().clone()).collect();
     Ok((addresses, sentinel_login))
