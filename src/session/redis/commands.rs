@@ -20,6 +20,27 @@ fn millis(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)
 }
 
+impl RedisStore {
+    /// `SET key value NX|XX PX ttl`: whether it wrote.
+    async fn set_if(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        condition: &str,
+        ttl: Duration,
+        replay: Replay,
+    ) -> Result<bool, StoreError> {
+        let mut set = redis::cmd("SET");
+        set.arg(self.key(key))
+            .arg(value)
+            .arg(condition)
+            .arg("PX")
+            .arg(millis(ttl));
+        let reply: Option<String> = self.run(&Request::Command(set), replay).await?;
+        Ok(reply.is_some())
+    }
+}
+
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
@@ -34,14 +55,7 @@ impl SessionStore for RedisStore {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut set = redis::cmd("SET");
-        set.arg(self.key(key))
-            .arg(value)
-            .arg("NX")
-            .arg("PX")
-            .arg(millis(ttl));
-        let reply: Option<String> = self.run(&Request::Command(set), Replay::Never).await?;
-        Ok(reply.is_some())
+        self.set_if(key, value, "NX", ttl, Replay::Never).await
     }
 
     async fn put_if_present(
@@ -50,16 +64,9 @@ impl SessionStore for RedisStore {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut set = redis::cmd("SET");
-        set.arg(self.key(key))
-            .arg(value)
-            .arg("XX")
-            .arg("PX")
-            .arg(millis(ttl));
         // Resent after a lost reply, it finds its own value there and writes it again (true), or
         // finds the key deleted since and writes nothing (false, and true to the caller's intent).
-        let reply: Option<String> = self.run(&Request::Command(set), Replay::Safe).await?;
-        Ok(reply.is_some())
+        self.set_if(key, value, "XX", ttl, Replay::Safe).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
