@@ -752,7 +752,7 @@ fn every_header_the_source_reads_is_listed() {
     for relative in [
         "src/flow",
         "src/authz",
-        "src/telemetry.rs",
+        "src/telemetry",
         "src/gateway.rs",
     ] {
         header_literals(&Path::new(ROOT).join(relative), &mut read);
