@@ -66,18 +66,14 @@ impl Gateway {
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn current(&self) -> Arc<Routes> {
-        self.routes()
-    }
-
     /// The `default` provider's flow in force now.
     pub fn default_flow(&self) -> Arc<Flow> {
-        Arc::clone(&self.current().flows[0].flow)
+        Arc::clone(&self.routes().flows[0].flow)
     }
 
     /// Every provider's flow in force now, `default` first.
     pub fn flows(&self) -> Vec<NamedFlow> {
-        self.current().flows.clone()
+        self.routes().flows.clone()
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -91,7 +87,7 @@ impl Gateway {
 
     /// Decides one request with the routes in force when it arrived.
     pub async fn check(&self, request: &RequestView) -> Result<Decision, Error> {
-        self.current().route(request)?.check(request).await
+        self.routes().route(request)?.check(request).await
     }
 }
 

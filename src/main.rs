@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use oidc_authz::config;
+use oidc_authz::config::{self, Config};
 use oidc_authz::reload::Reloader;
 use oidc_authz::server::{self, App, GrpcListener};
 use oidc_authz::telemetry;
@@ -31,7 +31,16 @@ struct Args {
     check_only: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
+/// A command line that is not `USAGE`'s.
+#[derive(Debug, thiserror::Error)]
+enum ArgsError {
+    #[error("--config needs a file")]
+    ConfigWithoutFile,
+    #[error("unknown argument `{0}`")]
+    Unknown(String),
+}
+
+fn parse_args() -> Result<Args, ArgsError> {
     let mut args = Args {
         config: None,
         check_only: false,
@@ -40,7 +49,7 @@ fn parse_args() -> Result<Args, String> {
     while let Some(word) = words.next() {
         match word.as_str() {
             "--config" | "-c" => {
-                args.config = Some(words.next().ok_or("--config needs a file")?.into());
+                args.config = Some(words.next().ok_or(ArgsError::ConfigWithoutFile)?.into());
             }
             "--check-config" => args.check_only = true,
             "--version" | "-V" => {
@@ -51,7 +60,7 @@ fn parse_args() -> Result<Args, String> {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument `{other}`")),
+            other => return Err(ArgsError::Unknown(other.to_owned())),
         }
     }
     Ok(args)
@@ -94,79 +103,97 @@ fn reload_on_hangup(
     });
 }
 
-fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(error) => {
-            eprintln!("oidc-authz: {error}\n{USAGE}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
+/// Why the process stopped before or instead of serving to the end; each says its exit code.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("{0}\n{USAGE}")]
+    Usage(ArgsError),
+    #[error("{0}")]
+    Config(config::ConfigError),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot handle SIGHUP: {0}")]
+    Hangup(std::io::Error),
+    #[error("cannot listen on {address}: {error}")]
+    Listen {
+        address: String,
+        error: std::io::Error,
+    },
+    #[error("{0}")]
+    Build(server::BuildError),
+    #[error("{0}")]
+    Serve(server::ServeError),
+}
+
+impl StartError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Usage(_) | StartError::Config(_) | StartError::Build(_) => EXIT_BAD_CONFIG,
+            StartError::Runtime(_)
+            | StartError::Hangup(_)
+            | StartError::Listen { .. }
+            | StartError::Serve(_) => EXIT_FAILURE,
         }
-    };
-    let (config, warnings) = match config::load(args.config.as_deref()) {
-        Ok(loaded) => loaded,
+    }
+}
+
+fn main() -> ExitCode {
+    match start() {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("oidc-authz: {error}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
+            ExitCode::from(error.exit_code())
         }
-    };
+    }
+}
+
+/// Reads the config (or only checks it), then serves until a shutdown signal.
+fn start() -> Result<(), StartError> {
+    let args = parse_args().map_err(StartError::Usage)?;
+    let (config, warnings) = config::load(args.config.as_deref()).map_err(StartError::Config)?;
     for warning in &warnings {
         eprintln!("oidc-authz: warning: {warning}");
     }
     if args.check_only {
         println!("configuration is valid");
-        return ExitCode::SUCCESS;
+        return Ok(());
     }
-    // Dropped when `main` returns: queued spans are exported then.
+    // Dropped when `start` returns: queued spans are exported then.
     let _telemetry = telemetry::init(config.log_format, &config.log_level, &config.otel);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("oidc-authz: cannot start the runtime: {error}");
-            return ExitCode::from(EXIT_FAILURE);
+        .map_err(StartError::Runtime)?;
+    runtime.block_on(serve(config, args.config))
+}
+
+/// Binds both listeners, builds the app and serves it; SIGHUP reloads `config_path`.
+async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), StartError> {
+    // Taken over before anything else, so that a SIGHUP never has its default effect (exit);
+    // one that comes before the app is built is applied once it is.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(StartError::Hangup)?;
+    let grpc = GrpcListener::bind(&config.listen).await;
+    let admin = server::bind_reusable(config.admin_listen);
+    let (grpc, admin) = match (grpc, admin) {
+        (Ok(grpc), Ok(admin)) => (grpc, admin),
+        (Err(error), _) => {
+            return Err(StartError::Listen {
+                address: config.listen.to_string(),
+                error,
+            });
+        }
+        (_, Err(error)) => {
+            return Err(StartError::Listen {
+                address: config.admin_listen.to_string(),
+                error,
+            });
         }
     };
-    runtime.block_on(async {
-        // Taken over before anything else, so that a SIGHUP never has its default effect (exit);
-        // one that comes before the app is built is applied once it is.
-        let hangups =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(hangups) => hangups,
-                Err(error) => {
-                    eprintln!("oidc-authz: cannot handle SIGHUP: {error}");
-                    return ExitCode::from(EXIT_FAILURE);
-                }
-            };
-        let grpc = GrpcListener::bind(&config.listen).await;
-        let admin = server::bind_reusable(config.admin_listen);
-        let (grpc, admin) = match (grpc, admin) {
-            (Ok(grpc), Ok(admin)) => (grpc, admin),
-            (Err(error), _) => {
-                eprintln!("oidc-authz: cannot listen on {}: {error}", config.listen);
-                return ExitCode::from(EXIT_FAILURE);
-            }
-            (_, Err(error)) => {
-                eprintln!("oidc-authz: cannot listen on {}: {error}", config.admin_listen);
-                return ExitCode::from(EXIT_FAILURE);
-            }
-        };
-        tracing::info!(grpc = %config.listen, admin = %config.admin_listen, issuer = %config.issuer, providers = ?config.provider_names(), "oidc-authz listening");
-        let app = match App::build(config) {
-            Ok(app) => app,
-            Err(error) => {
-                eprintln!("oidc-authz: {error}");
-                return ExitCode::from(EXIT_BAD_CONFIG);
-            }
-        };
-        reload_on_hangup(hangups, app.reloader(), args.config.clone());
-        match server::run(grpc, admin, app, shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("oidc-authz: {error}");
-                ExitCode::from(EXIT_FAILURE)
-            }
-        }
-    })
+    tracing::info!(grpc = %config.listen, admin = %config.admin_listen, issuer = %config.issuer, providers = ?config.provider_names(), "oidc-authz listening");
+    let app = App::build(config).map_err(StartError::Build)?;
+    reload_on_hangup(hangups, app.reloader(), config_path);
+    server::run(grpc, admin, app, shutdown_signal())
+        .await
+        .map_err(StartError::Serve)
 }

@@ -164,7 +164,7 @@ impl Reloader {
             &self.gateway.shared_metrics(),
         )
         .map_err(|problem| Refused {
-            problems: vec![problem],
+            problems: vec![problem.to_string()],
         })?;
         self.gateway.replace(flows);
         self.stop_discovery_of_replaced(&providers, &in_force.providers);

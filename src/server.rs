@@ -16,20 +16,21 @@ use tokio_stream::StreamExt;
 use crate::authz::{AuthorizationServer, AuthzService};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
-    Config, DEFAULT_PROVIDER, ListenAddress, RedisMode, SessionStorage, ShutdownPeriods,
+    Config, DEFAULT_PROVIDER, ListenAddress, RedisMode, RedisTlsFiles, SessionStorage,
+    ShutdownPeriods,
 };
-use crate::crypto::KeyRing;
+use crate::crypto::{KeyRing, KeyRingError};
 use crate::flow::Flow;
 use crate::gateway::{Gateway, NamedFlow};
 use crate::grpc_socket::UnvectoredWrites;
 use crate::metrics::Metrics;
 use crate::oidc::IdentityProvider;
-use crate::oidc::provider::{Provider, ProviderSettings};
+use crate::oidc::provider::{Provider, ProviderError, ProviderSettings};
 use crate::readiness::Readiness;
 use crate::reload::Reloader;
 use crate::secret::Secret;
 use crate::session::memory::MemoryStore;
-use crate::session::redis::{RedisStore, RedisTls, RedisTopology};
+use crate::session::redis::{RedisConfigError, RedisStore, RedisTls, RedisTopology};
 use crate::session::{Keep, SessionStore, Sessions};
 
 /// The assembled service.
@@ -44,13 +45,32 @@ pub struct App {
     reloader: Arc<Reloader>,
 }
 
+/// Why the service could not be built from a config: printed at start (`oidc-authz: ...`, exit
+/// 64), or a reload's refusal. Fixed texts and config names: never a secret or a URL.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("provider `{name}`: {error}")]
+    Provider { name: String, error: ProviderError },
+    #[error("no IdP client given for provider `{0}`")]
+    NoIdpClient(String),
+    #[error(transparent)]
+    Keys(#[from] KeyRingError),
+    #[error(transparent)]
+    Store(#[from] RedisConfigError),
+}
+
+/// Why serving stopped other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+#[error("gRPC server failed: {0}")]
+pub struct ServeError(#[from] tonic::transport::Error);
+
 /// Each provider's IdP client, by provider name.
 pub type IdentityProviders = Vec<(String, Arc<dyn IdentityProvider>)>;
 
 impl App {
     /// Builds everything from `config` with the wall clock and the real IdP clients (one per
     /// provider); starts their discovery in the background (so this needs a Tokio runtime).
-    pub fn build(config: Config) -> Result<App, String> {
+    pub fn build(config: Config) -> Result<App, BuildError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut providers: IdentityProviders = Vec::new();
         let mut discovery_tasks = Vec::new();
@@ -60,7 +80,10 @@ impl App {
                 ProviderSettings::from_config(&provider_config),
                 Arc::clone(&clock),
             )
-            .map_err(|error| format!("provider `{name}`: {error}"))?;
+            .map_err(|error| BuildError::Provider {
+                name: name.to_owned(),
+                error,
+            })?;
             discovery_tasks.push((name.to_owned(), provider.spawn_discovery().abort_handle()));
             providers.push((name.to_owned(), provider));
         }
@@ -79,7 +102,7 @@ impl App {
         store: Arc<dyn SessionStore>,
         provider: Arc<dyn IdentityProvider>,
         clock: Arc<dyn Clock>,
-    ) -> Result<App, String> {
+    ) -> Result<App, BuildError> {
         Self::assemble_providers(
             config,
             store,
@@ -95,7 +118,7 @@ impl App {
         store: Arc<dyn SessionStore>,
         providers: IdentityProviders,
         clock: Arc<dyn Clock>,
-    ) -> Result<App, String> {
+    ) -> Result<App, BuildError> {
         let metrics = Arc::new(Metrics::default());
         let flows = build_flows(&config, &store, &providers, &clock, &metrics)?;
         let gateway = Arc::new(Gateway::new(flows, metrics));
@@ -131,7 +154,7 @@ pub(crate) fn build_flows(
     providers: &IdentityProviders,
     clock: &Arc<dyn Clock>,
     metrics: &Arc<Metrics>,
-) -> Result<Vec<NamedFlow>, String> {
+) -> Result<Vec<NamedFlow>, BuildError> {
     let keys = Arc::new(KeyRing::from_secrets(&config.session_secrets)?);
     let session_cookie_names = config.session_cookie_names();
     // One cache for every provider's sessions (their keys differ by namespace); a reload makes a
@@ -148,7 +171,7 @@ pub(crate) fn build_flows(
             .iter()
             .find(|(given, _)| given == name)
             .map(|(_, provider)| Arc::clone(provider))
-            .ok_or_else(|| format!("no IdP client given for provider `{name}`"))?;
+            .ok_or_else(|| BuildError::NoIdpClient(name.to_owned()))?;
         let sessions =
             Sessions::new(Arc::clone(store), Arc::clone(&keys)).with_cache(cache.clone());
         let sessions = if name == DEFAULT_PROVIDER {
@@ -189,51 +212,56 @@ fn cache_keeps(config: &Config) -> Keep {
 }
 
 /// The session store `config` names. Built once: a reload keeps it (`reload.rs`).
-fn build_store(config: &Config) -> Result<Arc<dyn SessionStore>, String> {
+fn build_store(config: &Config) -> Result<Arc<dyn SessionStore>, RedisConfigError> {
     let store: Arc<dyn SessionStore> = match &config.session_storage {
         SessionStorage::Memory => Arc::new(MemoryStore::with_max_bytes(config.memory_max_bytes)),
-        SessionStorage::Redis(redis) => {
-            let exposed = |urls: &[Secret]| urls.iter().map(|u| u.expose().to_owned()).collect();
-            let topology = match &redis.mode {
-                RedisMode::Single { url } => RedisTopology::Single {
-                    url: url.expose().to_owned(),
-                },
-                RedisMode::Cluster { urls } => RedisTopology::Cluster {
-                    urls: exposed(urls),
-                },
-                RedisMode::Sentinel {
-                    urls,
-                    master_name,
-                    db,
-                    username,
-                    password,
-                } => RedisTopology::Sentinel {
-                    urls: exposed(urls),
-                    master_name: master_name.clone(),
-                    db: *db,
-                    username: username.clone(),
-                    password: password.as_ref().map(|p| p.expose().to_owned()),
-                },
-            };
-            let tls = RedisTls {
-                ca_pem: redis.tls.ca_pem.clone().map(String::into_bytes),
-                client_pem: redis
-                    .tls
-                    .client_cert_pem
-                    .clone()
-                    .zip(redis.tls.client_key_pem.as_ref())
-                    .map(|(cert, key)| (cert.into_bytes(), key.expose().as_bytes().to_vec())),
-            };
-            Arc::new(RedisStore::with_tls(
-                &topology,
-                &tls,
-                &redis.key_prefix,
-                redis.pool_size,
-                redis.command_timeout,
-            )?)
-        }
+        SessionStorage::Redis(redis) => Arc::new(RedisStore::with_tls(
+            &redis_topology(&redis.mode),
+            &redis_tls(&redis.tls),
+            &redis.key_prefix,
+            redis.pool_size,
+            redis.command_timeout,
+        )?),
     };
     Ok(store)
+}
+
+/// The store's view of `redis.url` / `cluster_urls` / `sentinel`, secrets exposed for the client.
+fn redis_topology(mode: &RedisMode) -> RedisTopology {
+    let exposed = |urls: &[Secret]| urls.iter().map(|u| u.expose().to_owned()).collect();
+    match mode {
+        RedisMode::Single { url } => RedisTopology::Single {
+            url: url.expose().to_owned(),
+        },
+        RedisMode::Cluster { urls } => RedisTopology::Cluster {
+            urls: exposed(urls),
+        },
+        RedisMode::Sentinel {
+            urls,
+            master_name,
+            db,
+            username,
+            password,
+        } => RedisTopology::Sentinel {
+            urls: exposed(urls),
+            master_name: master_name.clone(),
+            db: *db,
+            username: username.clone(),
+            password: password.as_ref().map(|p| p.expose().to_owned()),
+        },
+    }
+}
+
+/// The store's view of `redis.ca_file` / `cert_file` / `key_file`.
+fn redis_tls(files: &RedisTlsFiles) -> RedisTls {
+    RedisTls {
+        ca_pem: files.ca_pem.clone().map(String::into_bytes),
+        client_pem: files
+            .client_cert_pem
+            .clone()
+            .zip(files.client_key_pem.as_ref())
+            .map(|(cert, key)| (cert.into_bytes(), key.expose().as_bytes().to_vec())),
+    }
 }
 
 /// Where gRPC Check is served: a TCP port, or a Unix socket whose file is removed when serving ends.
@@ -322,7 +350,7 @@ pub async fn run(
     admin_listener: TcpListener,
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = Arc::new(Readiness::new(health_reporter).await);
     let discovery_watch = tokio::spawn(serve_once_discovered(
@@ -374,7 +402,7 @@ pub async fn run(
     discovery_watch.abort();
     let _ = stop_admin.send(());
     let _ = admin_task.await;
-    served.map_err(|error| format!("gRPC server failed: {error}"))
+    Ok(served?)
 }
 
 /// Runs `grpc` until `shutdown`; then NOT_SERVING, the drain period, `stop_accepting`, and at most

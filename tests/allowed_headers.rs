@@ -749,12 +749,7 @@ async fn every_listed_header_that_decides_something_is_needed() {
 fn every_header_the_source_reads_is_listed() {
     let list = shipped_list();
     let mut read = Vec::new();
-    for relative in [
-        "src/flow",
-        "src/authz",
-        "src/telemetry.rs",
-        "src/gateway.rs",
-    ] {
+    for relative in ["src/flow", "src/authz", "src/telemetry", "src/gateway.rs"] {
         header_literals(&Path::new(ROOT).join(relative), &mut read);
     }
     assert!(

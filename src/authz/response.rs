@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::rpc;
 
-use crate::flow::{Decision, UpstreamHeader, html_escape};
+use crate::flow::{Decision, Forbidden, UpstreamHeader, html_escape};
 
 /// gRPC status codes Envoy reads in `CheckResponse.status`.
 const GRPC_OK: i32 = 0;
@@ -136,90 +136,113 @@ pub fn check_response(decision: Decision) -> CheckResponse {
             set_upstream_headers,
             remove_upstream_headers,
             set_cookies,
-        } => {
-            let headers_to_remove =
-                headers_to_remove(&set_upstream_headers, remove_upstream_headers);
-            CheckResponse {
-                status: status(GRPC_OK),
-                http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-                    headers: set_upstream_headers
-                        .into_iter()
-                        .map(|h| overwrite(h.name, h.value.into_exposed()))
-                        .collect(),
-                    headers_to_remove,
-                    response_headers_to_add: set_cookies
-                        .into_iter()
-                        .map(|c| added("set-cookie", c))
-                        .collect(),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }
-        }
+        } => allowed(set_upstream_headers, remove_upstream_headers, set_cookies),
         Decision::Redirect {
             status: http_status,
             location,
             set_cookies,
-        } => {
-            let mut headers = vec![
-                added("location", &location),
-                added("cache-control", "no-store"),
-            ];
-            headers.extend(set_cookies.iter().map(|c| added("set-cookie", c)));
-            denied(GRPC_UNAUTHENTICATED, http_status, headers, String::new())
-        }
-        Decision::ConfirmLogout { action, method } => {
-            let headers = vec![
-                added("cache-control", "no-store"),
-                added("content-type", "text/html; charset=utf-8"),
-                added("content-security-policy", CONFIRMATION_PAGE_CSP),
-                added("x-frame-options", "DENY"),
-            ];
-            let body = logout_confirmation_page(&action, method);
-            denied(GRPC_PERMISSION_DENIED, 200, headers, body)
-        }
-        Decision::Forbidden(forbidden) => {
-            let mut headers = vec![added("cache-control", "no-store")];
-            let body = if forbidden.for_browser {
-                headers.push(added("content-type", "text/html; charset=utf-8"));
-                headers.push(added("content-security-policy", CONFIRMATION_PAGE_CSP));
-                forbidden_page(&forbidden.signed_in_as, forbidden.logout_path.as_deref())
-            } else {
-                headers.push(added("content-type", "application/json"));
-                headers.push(added("www-authenticate", INSUFFICIENT_SCOPE_CHALLENGE));
-                FORBIDDEN_JSON.to_owned()
-            };
-            headers.extend(forbidden.set_cookies.iter().map(|c| added("set-cookie", c)));
-            denied(GRPC_PERMISSION_DENIED, 403, headers, body)
-        }
+        } => redirect(http_status, &location, &set_cookies),
+        Decision::ConfirmLogout { action, method } => confirm_logout(&action, method),
+        Decision::Forbidden(forbidden) => forbidden_response(&forbidden),
         Decision::Deny {
             status: http_status,
             message,
             headers,
             set_cookies,
-        } => {
-            // `no-store` unless the flow chose its own `Cache-Control`: one header, not two.
-            let chooses_cache_control = headers
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case("cache-control"));
-            let mut all = Vec::with_capacity(headers.len() + 2);
-            if !chooses_cache_control {
-                all.push(added("cache-control", "no-store"));
-            }
-            let body = page(http_status, &message);
-            if !body.is_empty() {
-                all.push(added("content-type", "text/html; charset=utf-8"));
-            }
-            all.extend(headers.iter().map(|(name, value)| added(name, value)));
-            all.extend(set_cookies.iter().map(|c| added("set-cookie", c)));
-            let grpc = if http_status == 401 {
-                GRPC_UNAUTHENTICATED
-            } else {
-                GRPC_PERMISSION_DENIED
-            };
-            denied(grpc, http_status, all, body)
-        }
+        } => deny(http_status, &message, &headers, &set_cookies),
     }
+}
+
+/// OK: the upstream headers set (overwriting) and removed, cookies for the browser.
+fn allowed(
+    set_upstream_headers: Vec<UpstreamHeader>,
+    remove_upstream_headers: Vec<String>,
+    set_cookies: Vec<String>,
+) -> CheckResponse {
+    let headers_to_remove = headers_to_remove(&set_upstream_headers, remove_upstream_headers);
+    CheckResponse {
+        status: status(GRPC_OK),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers: set_upstream_headers
+                .into_iter()
+                .map(|h| overwrite(h.name, h.value.into_exposed()))
+                .collect(),
+            headers_to_remove,
+            response_headers_to_add: set_cookies
+                .into_iter()
+                .map(|c| added("set-cookie", c))
+                .collect(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// A redirect (to the IdP, or back to the original URL), never cached.
+fn redirect(http_status: u16, location: &str, set_cookies: &[String]) -> CheckResponse {
+    let mut headers = vec![
+        added("location", location),
+        added("cache-control", "no-store"),
+    ];
+    headers.extend(set_cookies.iter().map(|c| added("set-cookie", c)));
+    denied(GRPC_UNAUTHENTICATED, http_status, headers, String::new())
+}
+
+/// The page that asks before a cross-site logout; never framed.
+fn confirm_logout(action: &str, method: &str) -> CheckResponse {
+    let headers = vec![
+        added("cache-control", "no-store"),
+        added("content-type", "text/html; charset=utf-8"),
+        added("content-security-policy", CONFIRMATION_PAGE_CSP),
+        added("x-frame-options", "DENY"),
+    ];
+    let body = logout_confirmation_page(action, method);
+    denied(GRPC_PERMISSION_DENIED, 200, headers, body)
+}
+
+/// 403: a page for a browser, RFC 6750 JSON and a challenge for a script.
+fn forbidden_response(forbidden: &Forbidden) -> CheckResponse {
+    let mut headers = vec![added("cache-control", "no-store")];
+    let body = if forbidden.for_browser {
+        headers.push(added("content-type", "text/html; charset=utf-8"));
+        headers.push(added("content-security-policy", CONFIRMATION_PAGE_CSP));
+        forbidden_page(&forbidden.signed_in_as, forbidden.logout_path.as_deref())
+    } else {
+        headers.push(added("content-type", "application/json"));
+        headers.push(added("www-authenticate", INSUFFICIENT_SCOPE_CHALLENGE));
+        FORBIDDEN_JSON.to_owned()
+    };
+    headers.extend(forbidden.set_cookies.iter().map(|c| added("set-cookie", c)));
+    denied(GRPC_PERMISSION_DENIED, 403, headers, body)
+}
+
+/// Any other denial: the flow's status, page, headers and cookies.
+fn deny(
+    http_status: u16,
+    message: &str,
+    headers: &[(String, String)],
+    set_cookies: &[String],
+) -> CheckResponse {
+    // `no-store` unless the flow chose its own `Cache-Control`: one header, not two.
+    let chooses_cache_control = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("cache-control"));
+    let mut all = Vec::with_capacity(headers.len() + 2);
+    if !chooses_cache_control {
+        all.push(added("cache-control", "no-store"));
+    }
+    let body = page(http_status, message);
+    if !body.is_empty() {
+        all.push(added("content-type", "text/html; charset=utf-8"));
+    }
+    all.extend(headers.iter().map(|(name, value)| added(name, value)));
+    all.extend(set_cookies.iter().map(|c| added("set-cookie", c)));
+    let grpc = if http_status == 401 {
+        GRPC_UNAUTHENTICATED
+    } else {
+        GRPC_PERMISSION_DENIED
+    };
+    denied(grpc, http_status, all, body)
 }
 
 fn denied(

@@ -34,7 +34,7 @@ use url::Url;
 use crate::secret::Secret;
 pub use idp_client::IdpClient;
 pub use load::{ConfigError, ENV_PREFIX, load, load_from_str};
-pub use otel::{OtelSettings, collector_url};
+pub use otel::{CollectorUrlError, OtelSettings, collector_url};
 pub use providers::{DEFAULT_PROVIDER, NamedProvider};
 pub use shutdown::ShutdownPeriods;
 

@@ -25,13 +25,6 @@ pub enum KeyRingError {
     Derivation,
 }
 
-/// For startup code that reports problems as text (`server::App::build`).
-impl From<KeyRingError> for String {
-    fn from(error: KeyRingError) -> String {
-        error.to_string()
-    }
-}
-
 /// Keys derived from one configured secret. Each purpose gets its own key, so a cookie MAC can never
 /// be confused with a ciphertext key.
 #[derive(Clone)]
@@ -132,7 +125,7 @@ mod tests {
         let refusal = KeyRing::from_secrets(&[Secret::new("x".repeat(32)), short]).unwrap_err();
         assert_eq!(refusal, KeyRingError::SecretTooShort);
         assert_eq!(
-            String::from(refusal),
+            refusal.to_string(),
             "a session secret is shorter than 32 characters"
         );
         assert_eq!(

@@ -14,6 +14,14 @@ use std::time::{Duration, Instant};
 const FIRST_DELAY: Duration = Duration::from_millis(10);
 const MAX_DELAY: Duration = Duration::from_millis(100);
 
+/// What a command is answered while the delay after a failed attempt runs: the last attempt's
+/// error (a fixed reason, no secrets).
+#[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
+#[error("{last_error} (reconnecting)")]
+pub struct Reconnecting {
+    last_error: String,
+}
+
 #[derive(Debug, Default)]
 pub struct ReconnectPacer {
     /// std `Mutex`, not tokio's: never held across `.await`.
@@ -27,13 +35,13 @@ struct PacerState {
     /// No attempt before this.
     next_attempt: Option<Instant>,
     /// The last attempt's error, answered to commands while waiting (a fixed reason, no secrets).
-    last_error: String,
+    last_error: Reconnecting,
 }
 
 impl ReconnectPacer {
     /// `Err(last error)` while the delay after a failed attempt runs; `Ok` when an attempt may be
     /// made.
-    pub fn may_attempt(&self) -> Result<(), String> {
+    pub fn may_attempt(&self) -> Result<(), Reconnecting> {
         self.may_attempt_at(Instant::now())
     }
 
@@ -52,7 +60,7 @@ impl ReconnectPacer {
         (failures > 0).then_some(failures)
     }
 
-    fn may_attempt_at(&self, now: Instant) -> Result<(), String> {
+    fn may_attempt_at(&self, now: Instant) -> Result<(), Reconnecting> {
         let state = self.state();
         match state.next_attempt {
             Some(next) if now < next => Err(state.last_error.clone()),
@@ -67,7 +75,9 @@ impl ReconnectPacer {
         let doublings = (state.failures - 1).min(16);
         let backoff = FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY);
         state.next_attempt = Some(now + backoff.mul_f64(0.5 + jitter / 2.0));
-        state.last_error = format!("{error} (reconnecting)");
+        state.last_error = Reconnecting {
+            last_error: error.to_owned(),
+        };
         state.failures == 1
     }
 
@@ -98,7 +108,9 @@ mod tests {
         assert!(pacer.may_attempt_at(start).is_ok());
         assert!(pacer.failed_at(start, "refused", 0.999), "went down");
         assert_eq!(
-            pacer.may_attempt_at(start + Duration::from_millis(5)),
+            pacer
+                .may_attempt_at(start + Duration::from_millis(5))
+                .map_err(|reconnecting| reconnecting.to_string()),
             Err("refused (reconnecting)".to_owned())
         );
         assert!(pacer.may_attempt_at(start + FIRST_DELAY).is_ok());

@@ -143,7 +143,7 @@ pub struct Authz {
     pub admin: SocketAddr,
     client: AuthorizationClient<Channel>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), server::ServeError>>>,
 }
 
 impl Authz {
@@ -296,7 +296,10 @@ impl Authz {
     }
 
     /// Waits (at most `bound`) for `run` to return after `begin_shutdown`; `None` on timeout.
-    pub async fn stopped_within(&mut self, bound: Duration) -> Option<Result<(), String>> {
+    pub async fn stopped_within(
+        &mut self,
+        bound: Duration,
+    ) -> Option<Result<(), server::ServeError>> {
         let task = self.task.as_mut()?;
         let outcome = tokio::time::timeout(bound, task).await.ok()?;
         self.task = None;
