@@ -30,11 +30,11 @@ impl LogCapture {
     fn start() -> (LogCapture, tracing::subscriber::DefaultGuard) {
         let capture = LogCapture::default();
         let writer = capture.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .finish();
+        let subscriber = oidc_authz::telemetry::log_subscriber(
+            oidc_authz::config::LogFormat::Text,
+            tracing::Level::INFO,
+            move || writer.clone(),
+        );
         (capture, tracing::subscriber::set_default(subscriber))
     }
 

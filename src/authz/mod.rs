@@ -23,6 +23,7 @@ use crate::flow::{Decision, RequestView};
 use crate::gateway::{Gateway, Route};
 use crate::log_limit::RateLimitedLog;
 use crate::metrics::CheckOutcome;
+use crate::telemetry::CheckTelemetry;
 
 pub use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 
@@ -82,8 +83,12 @@ impl Authorization for AuthzService {
         let route = routes.route(&view);
         let labels = route.as_ref().map(Route::labels).unwrap_or_default();
         // One span per Check, continuing the caller's trace; its fields are on every log line.
-        let span = crate::telemetry::check_span(&view, &metadata, labels);
-        self.decide(view, route, started).instrument(span).await
+        let telemetry = crate::telemetry::check_telemetry(&view, &metadata, labels);
+        let decide = self.decide(view, route, started);
+        match telemetry {
+            CheckTelemetry::Span(span) => decide.instrument(span).await,
+            CheckTelemetry::Deferred(check) => check.run(decide).await,
+        }
     }
 }
 
@@ -125,7 +130,7 @@ impl AuthzService {
                         tracing::error!(cause = cause.label(), %error, suppressed, "could not decide; failing closed");
                     }
                     metrics.record_check(CheckOutcome::Error, started.elapsed());
-                    crate::telemetry::record_decision(&tracing::Span::current(), "error");
+                    crate::telemetry::record_decision("error");
                     // No detail for the client: Envoy answers with its status_on_error.
                     return Err(Status::unavailable("oidc-authz could not decide"));
                 }
@@ -139,7 +144,7 @@ impl AuthzService {
                 (CheckOutcome::Deny, "deny")
             }
         };
-        crate::telemetry::record_decision(&tracing::Span::current(), label);
+        crate::telemetry::record_decision(label);
         metrics.record_check(outcome, started.elapsed());
         Ok(Response::new(response::check_response(decision)))
     }

@@ -5,7 +5,7 @@
 //!
 //! Tokens, codes, cookies and keys never reach a log line or a span: they are `Secret`s or
 //! sealed records, and the `check` span carries only the decision, policy, provider, HTTP method
-//! and a checked `x-request-id` (`check_span`), never a header value otherwise, a query or a body.
+//! and a checked `x-request-id` (`check_telemetry`), never a header value otherwise, a query or a body.
 //!
 //! An unreachable collector never slows a Check: spans go to a bounded queue (drops are logged
 //! once, then counted and logged at shutdown by the SDK) exported by the SDK's own thread, which
@@ -13,9 +13,13 @@
 //!
 //! Layout: `mod.rs` (`init`: the log and trace layers, and `Telemetry`, which keeps the
 //! exporter), `export.rs` (where traces go and the OTLP exporter on its own runtime), `span.rs`
-//! (the `check` span and what it may carry).
+//! (the `check` span and what it may carry), `lazy.rs` (without traces: the span made only when
+//! the Check logs).
 
 mod export;
+mod lazy;
+#[cfg(test)]
+mod lazy_tests;
 mod span;
 #[cfg(test)]
 mod tests;
@@ -26,6 +30,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
@@ -33,12 +39,13 @@ use tracing_subscriber::{Layer, Registry};
 use crate::config::{LogFormat, OtelSettings};
 use export::tracer_provider;
 pub use export::{TraceTarget, TracesOff, trace_target};
-pub use span::{RouteLabels, check_span, record_decision};
+pub use lazy::{DeferredCheck, LazyCheckSpans};
+pub use span::{CheckTelemetry, RouteLabels, check_telemetry, record_decision};
 
 pub const DEFAULT_SERVICE_NAME: &str = "oidc-authz";
 
 /// Set once `init` has installed the OpenTelemetry layer. Without it a Check's span serves only
-/// its log lines, and `check_span` gives it only the fields they show (the fmt layer formats every
+/// its log lines: it is made only when the Check logs (`lazy.rs`), with only the fields they show (the fmt layer formats every
 /// field of every span, created or recorded, whether a line is ever logged in it or not).
 static TRACES_EXPORTED: AtomicBool = AtomicBool::new(false);
 
@@ -78,19 +85,15 @@ impl Drop for Telemetry {
 /// A second call (tests) keeps the first subscriber and exports nothing of its own.
 pub fn init(format: LogFormat, level: &str, otel: &OtelSettings) -> Telemetry {
     let provider = exporting_provider(otel);
-    // Only this crate's spans (and events inside them): not tonic's, hyper's or the exporter's own.
-    let traces = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer(DEFAULT_SERVICE_NAME))
-            .with_filter(
-                tracing_subscriber::filter::Targets::new().with_target("oidc_authz", Level::INFO),
-            )
-    });
-    let installed = tracing_subscriber::registry()
-        .with(log_layer(format, level))
-        .with(traces)
-        .try_init()
-        .is_ok();
+    let ansi = std::io::stderr().is_terminal();
+    let installed = match &provider {
+        Some(provider) => traced_subscriber(format, log_filter(level), ansi, provider)
+            .try_init()
+            .is_ok(),
+        None => LazyCheckSpans::new(logging(format, log_filter(level), ansi, std::io::stderr))
+            .try_init()
+            .is_ok(),
+    };
     if !installed && let Some(provider) = &provider {
         let _ = provider.shutdown();
     }
@@ -102,21 +105,74 @@ pub fn init(format: LogFormat, level: &str, otel: &OtelSettings) -> Telemetry {
     }
 }
 
-/// Log lines to stderr, as text or JSON, at `RUST_LOG`'s level, else `level`, else `info`.
-fn log_layer(format: LogFormat, level: &str) -> impl Layer<Registry> + Send + Sync {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// The subscriber `init` installs when no trace is exported, at `level` (`RUST_LOG` is not
+/// read), writing to `writer` without colours: for tests that read the lines a Check logs.
+pub fn log_subscriber<W>(format: LogFormat, level: Level, writer: W) -> LazyCheckSpans
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
+    let filter = tracing_subscriber::EnvFilter::default().add_directive(level.into());
+    LazyCheckSpans::new(logging(format, filter, false, writer))
+}
+
+/// Log lines and traces: a Check's span is made up front (it carries the trace context).
+fn traced_subscriber(
+    format: LogFormat,
+    filter: EnvFilter,
+    ansi: bool,
+    provider: &SdkTracerProvider,
+) -> impl tracing::Subscriber + Send + Sync {
+    // Only this crate's spans (and events inside them): not tonic's, hyper's or the exporter's own.
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(DEFAULT_SERVICE_NAME))
+        .with_filter(
+            tracing_subscriber::filter::Targets::new().with_target("oidc_authz", Level::INFO),
+        );
+    tracing_subscriber::registry()
+        .with(log_layer(format, filter, ansi, std::io::stderr))
+        .with(traces)
+}
+
+/// Log lines only.
+fn logging<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    ansi: bool,
+    writer: W,
+) -> impl tracing::Subscriber
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
+    tracing_subscriber::registry().with(log_layer(format, filter, ansi, writer))
+}
+
+/// Which lines are logged: `RUST_LOG`'s directives, else `level`'s, else `info`.
+fn log_filter(level: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Log lines to `writer`, as text or JSON, those `filter` lets through.
+fn log_layer<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    ansi: bool,
+    writer: W,
+) -> impl Layer<Registry> + Send + Sync
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
     match format {
         // Colours only for a person at a terminal: escape codes are noise in a log pipeline, and
         // painting every span field costs more than formatting it.
         LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_writer(writer)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .boxed(),
     }
     .with_filter(filter)

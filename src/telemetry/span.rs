@@ -1,5 +1,6 @@
-//! The span of one Check (`check_span`): what it carries (config names, a standard method, a
-//! checked `x-request-id`, the decision) and, with traces exported, the trace it continues.
+//! The span of one Check (`check_telemetry`): what it carries (config names, a standard method, a
+//! checked `x-request-id`, the decision), when it is made (up front, or when the Check first logs:
+//! `lazy.rs`) and, with traces exported, the trace it continues.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -9,6 +10,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::TRACES_EXPORTED;
+use super::lazy::DeferredCheck;
 use crate::flow::RequestView;
 
 /// Longer request ids are cut (Envoy's are UUIDs, 36 characters).
@@ -22,26 +24,69 @@ pub struct RouteLabels<'a> {
     pub provider: Option<&'a str>,
 }
 
-/// The span of one Check. Its log-line context (`http.request.method`, a checked `x-request-id`
-/// as `request_id`, then `policy` and `provider` as the gateway routed it) is the same with or
-/// without traces. At ERROR level so that every log line of the Check, at any log level, carries
-/// `request_id`. With traces exported (`init` installed the OpenTelemetry layer) it also continues
-/// the caller's trace, W3C `traceparent`/`tracestate` from the Check call's own gRPC metadata
-/// (Envoy with tracing on sends its ext_authz span there), else from the forwarded request headers
-/// (the client's), and records `decision` and `otel.status_code` at the end.
-pub fn check_span(
+/// How a Check gets the context of its log lines (and, with traces exported, its trace): a span
+/// with its fields, or one whose fields `LazyCheckSpans` records when the Check first logs.
+pub enum CheckTelemetry {
+    Span(tracing::Span),
+    /// A span without fields, and what to record on it if the Check logs.
+    Deferred(DeferredCheck),
+}
+
+#[cfg(test)]
+impl CheckTelemetry {
+    /// Runs `check` in this context. (The Check itself matches on the two: its future is large,
+    /// and an async layer around it would move it once more.)
+    pub async fn run<F: std::future::Future>(self, check: F) -> F::Output {
+        use tracing::Instrument;
+        match self {
+            CheckTelemetry::Span(span) => check.instrument(span).await,
+            CheckTelemetry::Deferred(deferred) => deferred.run(check).await,
+        }
+    }
+}
+
+/// The context of one Check. Its log-line context (`http.request.method`, a checked
+/// `x-request-id` as `request_id`, then `policy` and `provider` as the gateway routed it) is the
+/// same with or without traces. At ERROR level so that every log line of the Check, at any log
+/// level, carries `request_id`. Without traces, under `LazyCheckSpans`, the fields are formatted
+/// only when the Check logs. With traces exported (`init` installed the OpenTelemetry layer) the span
+/// is made at once: it continues the caller's trace, W3C `traceparent`/`tracestate` from the
+/// Check call's own gRPC metadata (Envoy with tracing on sends its ext_authz span there), else
+/// from the forwarded request headers (the client's), and records `decision` and
+/// `otel.status_code` at the end.
+pub fn check_telemetry(
     view: &RequestView,
     metadata: &tonic::metadata::MetadataMap,
     route: RouteLabels<'_>,
-) -> tracing::Span {
+) -> CheckTelemetry {
     let method = http_method(&view.method);
     let id = view
         .headers
         .get("x-request-id")
         .and_then(|id| request_id(id));
-    if !TRACES_EXPORTED.load(Ordering::Relaxed) {
-        return logged_check_span(method, id, route);
+    if TRACES_EXPORTED.load(Ordering::Relaxed) {
+        return CheckTelemetry::Span(traced_check_span(method, id, route, metadata, view));
     }
+    if super::lazy::installed() {
+        let labels = CheckLabels {
+            method,
+            request_id: id.map(Box::from),
+            policy: route.policy.map(Box::from),
+            provider: route.provider.map(Box::from),
+        };
+        return CheckTelemetry::Deferred(DeferredCheck::new(unlabelled_check_span(), labels));
+    }
+    CheckTelemetry::Span(logged_check_span(method, id, route))
+}
+
+/// The span of a Check when traces are exported: every field, and the caller's trace as parent.
+fn traced_check_span(
+    method: &'static str,
+    id: Option<&str>,
+    route: RouteLabels<'_>,
+    metadata: &tonic::metadata::MetadataMap,
+    view: &RequestView,
+) -> tracing::Span {
     let span = tracing::error_span!(
         "check",
         otel.kind = "server",
@@ -56,6 +101,44 @@ pub fn check_span(
     // Fails only when the OpenTelemetry layer is not this span's subscriber's: nothing to continue.
     let _ = span.set_parent(parent);
     span
+}
+
+/// What a Check's span shows on log lines, kept (owned) until a line needs the span.
+pub struct CheckLabels {
+    method: &'static str,
+    request_id: Option<Box<str>>,
+    policy: Option<Box<str>>,
+    provider: Option<Box<str>>,
+}
+
+impl CheckLabels {
+    /// Records these labels on a span from `unlabelled_check_span`, in the order
+    /// `logged_check_span` gives them, so that its lines read the same. A label without a value
+    /// is not recorded: an empty record would still add a separator.
+    pub(super) fn record_on(&self, span: &tracing::Span) {
+        span.record("http.request.method", self.method);
+        let optional = [
+            ("request_id", &self.request_id),
+            ("policy", &self.policy),
+            ("provider", &self.provider),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                span.record(name, &**value);
+            }
+        }
+    }
+}
+
+/// The span of a Check under `LazyCheckSpans`: `logged_check_span`'s fields, none given yet.
+fn unlabelled_check_span() -> tracing::Span {
+    tracing::error_span!(
+        "check",
+        http.request.method = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        policy = tracing::field::Empty,
+        provider = tracing::field::Empty,
+    )
 }
 
 /// The span of a Check when no trace is exported: every field given at creation, so the fmt layer
@@ -114,12 +197,13 @@ pub(super) fn http_method(method: &str) -> &'static str {
         .unwrap_or("_OTHER")
 }
 
-/// Records the Check's decision (`allow`, `redirect`, `deny` or `error`) on its span, when traces
-/// are exported (no log line shows it: it comes after the last one).
-pub fn record_decision(span: &tracing::Span, decision: &'static str) {
+/// Records the Check's decision (`allow`, `redirect`, `deny` or `error`) on its span (the current
+/// one), when traces are exported (no log line shows it: it comes after the last one).
+pub fn record_decision(decision: &'static str) {
     if !TRACES_EXPORTED.load(Ordering::Relaxed) {
         return;
     }
+    let span = tracing::Span::current();
     span.record("decision", decision);
     if decision == "error" {
         span.record("otel.status_code", "ERROR");

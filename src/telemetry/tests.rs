@@ -81,7 +81,15 @@ fn request_ids_are_bounded_and_printable() {
 
 /// Log lines written into a buffer.
 #[derive(Clone, Default)]
-struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+pub(super) struct Lines(pub(super) std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Lines {
+    /// A `MakeWriter` into these lines.
+    pub(super) fn writer(&self) -> impl Fn() -> Lines + Send + Sync + 'static {
+        let lines = self.clone();
+        move || lines.clone()
+    }
+}
 
 impl std::io::Write for Lines {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -93,41 +101,50 @@ impl std::io::Write for Lines {
     }
 }
 
-#[test]
-fn every_log_line_of_a_check_carries_its_request_id_even_at_warn_level() {
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let view = RequestView {
-        method: "GET".into(),
-        headers: [
-            ("x-request-id".to_string(), "req-7".to_string()),
-            ("cookie".to_string(), "session=secret".to_string()),
-        ]
-        .into(),
-        ..Default::default()
-    };
-    tracing::subscriber::with_default(subscriber, || {
+#[tokio::test]
+async fn every_log_line_of_a_check_carries_its_request_id_even_at_warn_level() {
+    for lazy in [false, true] {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let plain = || {
+            tracing_subscriber::fmt()
+                .with_max_level(Level::WARN)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish()
+        };
+        let _default = if lazy {
+            tracing::subscriber::set_default(LazyCheckSpans::new(plain()))
+        } else {
+            tracing::subscriber::set_default(plain())
+        };
+        let view = RequestView {
+            method: "GET".into(),
+            headers: [
+                ("x-request-id".to_string(), "req-7".to_string()),
+                ("cookie".to_string(), "session=secret".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        };
         let route = RouteLabels {
             policy: Some("api"),
             provider: Some("default"),
         };
-        let span = check_span(&view, &tonic::metadata::MetadataMap::new(), route);
-        let _entered = span.enter();
-        tracing::warn!("store unreachable");
-    });
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("request_id=\"req-7\""), "{text}");
-    assert!(
-        text.contains("policy=\"api\" provider=\"default\""),
-        "{text}"
-    );
-    assert!(text.contains("store unreachable"), "{text}");
-    assert!(!text.contains("secret"), "{text}");
+        let telemetry = check_telemetry(&view, &tonic::metadata::MetadataMap::new(), route);
+        assert_eq!(matches!(telemetry, CheckTelemetry::Deferred(..)), lazy);
+        telemetry
+            .run(async { tracing::warn!("store unreachable") })
+            .await;
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("request_id=\"req-7\""), "{text}");
+        assert!(
+            text.contains("policy=\"api\" provider=\"default\""),
+            "{text}"
+        );
+        assert!(text.contains("store unreachable"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
 }
 
 #[test]

@@ -20,17 +20,18 @@ impl Write for CapturedLog {
 }
 
 impl CapturedLog {
-    /// Captures the WARN and ERROR lines of this thread (text, no colours) until the guard drops.
+    /// Captures the WARN and ERROR lines of this thread (text, no colours) until the guard drops,
+    /// through the subscriber the service installs without traces (`telemetry::log_subscriber`).
     /// With tokio's `current_thread` test runtime (the default) the server's tasks run on this
     /// thread, so their lines are captured too.
     pub fn warnings() -> (CapturedLog, DefaultGuard) {
         let log = CapturedLog::default();
         let writer = log.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
+        let subscriber = oidc_authz::telemetry::log_subscriber(
+            oidc_authz::config::LogFormat::Text,
+            tracing::Level::WARN,
+            move || writer.clone(),
+        );
         (log, tracing::subscriber::set_default(subscriber))
     }
 
