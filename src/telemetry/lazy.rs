@@ -2,10 +2,11 @@
 //! serves only its log lines, yet formatting its fields (method, request id, policy, provider)
 //! and entering it on every poll cost about a fifth of a cached Check, whether a line is logged or
 //! not. So the Check's span is made without fields and not entered; the Check runs in a
-//! task-local `CheckScope` holding the span and its labels, and `LazyCheckSpans`, the outermost
-//! subscriber, records the labels on the span the first time the Check logs a line or opens a
-//! span of its own (`store.*`, `idp.*`), and enters the span around that line or span. Log lines
-//! are the same as with the fields given up front (`lazy_tests.rs` compares them, text and JSON).
+//! task-local `CheckScope` holding the span and its labels. `LazyCheckSpans`, the outermost
+//! subscriber, enters the span around each line and span the Check makes outside any span (so
+//! `store.*` and `idp.*` spans are its children), and records the labels on it the first time the
+//! Check logs a line. Log lines are the same as with the fields given up front (`lazy_tests.rs`
+//! compares them, text and JSON).
 //!
 //! Why record into a span made up front rather than make the span when the first line comes: a
 //! span can only be made through the current dispatcher, which `tracing` does not hand out inside
@@ -36,12 +37,11 @@ pub struct CheckScope {
 }
 
 impl CheckScope {
-    /// The Check's span, its labels recorded (the first time).
-    fn labelled_span(&self) -> Option<Id> {
+    /// Records the labels on the span, the first time.
+    fn record_labels(&self) {
         if !self.recorded.replace(true) {
             self.labels.record_on(&self.span);
         }
-        self.span.id()
     }
 }
 
@@ -85,20 +85,33 @@ impl LazyCheckSpans {
         }
     }
 
-    /// The Check's span, for a line or span made inside a Check with no span entered.
-    fn check_span(&self, contextual: bool) -> Option<Id> {
-        if !contextual {
-            return None;
-        }
+    /// The Check's span as the parent of a span made inside a Check with no span entered.
+    fn parent_of_span(&self, contextual: bool) -> Option<Id> {
+        CHECK
+            .try_with(|scope| self.parent(scope, contextual))
+            .ok()
+            .flatten()
+    }
+
+    /// For a line logged inside a Check: its labels recorded (the line shows them, whatever span
+    /// it is in), and the Check's span as the parent when no span is entered.
+    fn parent_of_line(&self, contextual: bool) -> Option<Id> {
         CHECK
             .try_with(|scope| {
-                if self.inner.current_span().id().is_some() {
-                    return None;
-                }
-                scope.labelled_span()
+                scope.record_labels();
+                self.parent(scope, contextual)
             })
             .ok()
             .flatten()
+    }
+
+    /// The Check's span, for what is made in the current context with no span entered (the
+    /// Check's span itself never is).
+    fn parent(&self, scope: &CheckScope, contextual: bool) -> Option<Id> {
+        if !contextual || self.inner.current_span().id().is_some() {
+            return None;
+        }
+        scope.span.id()
     }
 
     /// Runs `f` with `span` (if any) entered.
@@ -133,12 +146,12 @@ impl Subscriber for LazyCheckSpans {
     }
 
     fn new_span(&self, span: &Attributes<'_>) -> Id {
-        let check = self.check_span(span.is_contextual());
+        let check = self.parent_of_span(span.is_contextual());
         self.inside(check, || self.inner.new_span(span))
     }
 
     fn event(&self, event: &Event<'_>) {
-        let check = self.check_span(event.is_contextual());
+        let check = self.parent_of_line(event.is_contextual());
         self.inside(check, || self.inner.event(event));
     }
 

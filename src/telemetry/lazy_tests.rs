@@ -136,6 +136,18 @@ async fn a_check_that_logs_nothing_formats_no_field_and_enters_no_span() {
 }
 
 #[tokio::test]
+async fn a_check_whose_spans_log_nothing_formats_no_label() {
+    let counts = SpanCounts::default();
+    let lines = Lines::default();
+    run_check(counted_lazy(LogFormat::Text, &lines, &counts), async {
+        async {}.instrument(tracing::info_span!("store.load")).await;
+    })
+    .await;
+    assert_eq!(SpanCounts::get(&counts.made), 2);
+    assert_eq!(SpanCounts::get(&counts.values), 0);
+}
+
+#[tokio::test]
 async fn a_check_that_logs_records_its_labels_once_and_closes_its_span_at_the_end() {
     let counts = SpanCounts::default();
     let lines = Lines::default();
