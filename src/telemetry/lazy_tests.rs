@@ -208,3 +208,25 @@ async fn lines_outside_a_check_have_no_check_context() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_directive_naming_the_check_span_still_acts_inside_the_check() {
+    let lines = Lines::default();
+    let dispatch =
+        untraced_subscriber(LogFormat::Text, "warn,[check]=debug", false, lines.writer());
+    let _default = tracing::dispatcher::set_default(&dispatch);
+    let view = view();
+    let telemetry = check_telemetry(&view, &tonic::metadata::MetadataMap::new(), ROUTE);
+    telemetry.run(async { tracing::debug!("deep") }).await;
+    tracing::debug!("outside");
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("deep") && text.contains("req-9"), "{text}");
+    assert!(!text.contains("outside"), "{text}");
+}
+
+#[test]
+fn rust_log_wins_over_the_configured_level_when_it_parses() {
+    assert_eq!(log_directives(Some("debug".into()), "warn"), "debug");
+    assert_eq!(log_directives(Some("[=".into()), "warn"), "warn");
+    assert_eq!(log_directives(None, "[="), "info");
+}

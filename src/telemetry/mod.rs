@@ -86,11 +86,12 @@ impl Drop for Telemetry {
 pub fn init(format: LogFormat, level: &str, otel: &OtelSettings) -> Telemetry {
     let provider = exporting_provider(otel);
     let ansi = std::io::stderr().is_terminal();
+    let directives = log_directives(std::env::var("RUST_LOG").ok(), level);
     let installed = match &provider {
-        Some(provider) => traced_subscriber(format, log_filter(level), ansi, provider)
+        Some(provider) => traced_subscriber(format, EnvFilter::new(&directives), ansi, provider)
             .try_init()
             .is_ok(),
-        None => LazyCheckSpans::new(logging(format, log_filter(level), ansi, std::io::stderr))
+        None => untraced_subscriber(format, &directives, ansi, std::io::stderr)
             .try_init()
             .is_ok(),
     };
@@ -111,8 +112,40 @@ pub fn log_subscriber<W>(format: LogFormat, level: Level, writer: W) -> LazyChec
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
-    let filter = tracing_subscriber::EnvFilter::default().add_directive(level.into());
+    let filter = EnvFilter::default().add_directive(level.into());
     LazyCheckSpans::new(logging(format, filter, false, writer))
+}
+
+/// Log lines only. A Check's span gets its fields when it first logs (`LazyCheckSpans`), unless
+/// a directive names a span (`[check]=debug`, `[{request_id=...}]=trace`): such a directive acts
+/// while its span is entered and matches the fields it was made with, so then the span is made
+/// whole and entered, as with traces.
+fn untraced_subscriber<W>(
+    format: LogFormat,
+    directives: &str,
+    ansi: bool,
+    writer: W,
+) -> tracing::Dispatch
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
+    let logging = logging(format, EnvFilter::new(directives), ansi, writer);
+    if directives.contains('[') {
+        tracing::Dispatch::new(logging)
+    } else {
+        tracing::Dispatch::new(LazyCheckSpans::new(logging))
+    }
+}
+
+/// The log directives: `rust_log` (`RUST_LOG`) when it parses, else `level` when it does, else
+/// `info`.
+fn log_directives(rust_log: Option<String>, level: &str) -> String {
+    let parses = |directives: &str| EnvFilter::try_new(directives).is_ok();
+    match rust_log {
+        Some(directives) if parses(&directives) => directives,
+        _ if parses(level) => level.to_owned(),
+        _ => "info".to_owned(),
+    }
 }
 
 /// Log lines and traces: a Check's span is made up front (it carries the trace context).
@@ -144,13 +177,6 @@ where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
     tracing_subscriber::registry().with(log_layer(format, filter, ansi, writer))
-}
-
-/// Which lines are logged: `RUST_LOG`'s directives, else `level`'s, else `info`.
-fn log_filter(level: &str) -> EnvFilter {
-    EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
 /// Log lines to `writer`, as text or JSON, those `filter` lets through.
