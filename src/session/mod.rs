@@ -4,6 +4,7 @@
 //! itself: a dump of the store can be neither read nor replayed as a cookie.
 
 pub mod cache;
+mod forwarding;
 mod instrumented;
 pub mod memory;
 pub mod reconnect;
@@ -22,6 +23,7 @@ use crate::crypto::{KeyRing, labelled_hash, seal};
 use crate::error::Error;
 pub use cache::Keep;
 use cache::{CachedSession, SessionCache};
+pub use forwarding::{ForwardingStore, StoreCommand};
 pub use store::{InvalidationListener, SessionStore, StoreError};
 
 mod records {
