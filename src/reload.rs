@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
 use crate::gateway::Gateway;
-use crate::oidc::provider::{Provider, ProviderSettings};
+use crate::oidc::provider::{Provider, ProviderError, ProviderSettings};
 use crate::server::{IdentityProviders, build_flows};
 use crate::session::SessionStore;
 
@@ -215,7 +215,7 @@ async fn idp_clients_for(
                 providers.push((name.to_owned(), provider));
                 new_idp_clients.push(name.to_owned());
             }
-            Err(problem) => problems.push(problem),
+            Err(problem) => problems.push(problem.to_string()),
         }
     }
     if problems.is_empty() {
@@ -232,24 +232,36 @@ fn settings_of(config: &Config, provider: &str) -> ProviderSettings {
     ProviderSettings::from_config(&provider_config)
 }
 
+/// Why a changed IdP client cannot be put in force; its text is one of the reload's problems.
+#[derive(Debug, thiserror::Error)]
+enum NewIdpClientError {
+    #[error("provider `{name}`: {error}")]
+    Build { name: String, error: ProviderError },
+    #[error("provider `{name}`: its IdP client changed and discovery failed: {error}")]
+    Discovery { name: String, error: ProviderError },
+    #[error(
+        "provider `{name}`: its IdP client changed and discovery did not finish within http_timeout ({bound:?})"
+    )]
+    DiscoveryTimeout { name: String, bound: Duration },
+}
+
 /// A new IdP client for `name`, discovered (discovery document and key set) within the
 /// settings' `http_timeout`, so the swap leaves no provider undiscovered.
 async fn discovered_provider(
     name: &str,
     settings: ProviderSettings,
     clock: &Arc<dyn Clock>,
-) -> Result<Arc<dyn crate::oidc::IdentityProvider>, String> {
+) -> Result<Arc<dyn crate::oidc::IdentityProvider>, NewIdpClientError> {
     let bound: Duration = settings.http_timeout;
-    let provider = Provider::new(settings, Arc::clone(clock))
-        .map_err(|error| format!("provider `{name}`: {error}"))?;
+    let name = name.to_owned();
+    let provider = match Provider::new(settings, Arc::clone(clock)) {
+        Ok(provider) => provider,
+        Err(error) => return Err(NewIdpClientError::Build { name, error }),
+    };
     match tokio::time::timeout(bound, provider.discover()).await {
         Ok(Ok(())) => Ok(provider),
-        Ok(Err(error)) => Err(format!(
-            "provider `{name}`: its IdP client changed and discovery failed: {error}"
-        )),
-        Err(_) => Err(format!(
-            "provider `{name}`: its IdP client changed and discovery did not finish within http_timeout ({bound:?})"
-        )),
+        Ok(Err(error)) => Err(NewIdpClientError::Discovery { name, error }),
+        Err(_) => Err(NewIdpClientError::DiscoveryTimeout { name, bound }),
     }
 }
 
@@ -305,6 +317,37 @@ mod tests {
         config::load_from_str(&format!("{BASE}{extra}"), "t.yaml", Vec::new())
             .expect("valid")
             .0
+    }
+
+    #[test]
+    fn a_new_idp_clients_refusal_keeps_its_text() {
+        let error = || ProviderError::HttpClient("no TLS roots".into());
+        let name = || "corp".to_owned();
+        let texts = [
+            NewIdpClientError::Build {
+                name: name(),
+                error: error(),
+            }
+            .to_string(),
+            NewIdpClientError::Discovery {
+                name: name(),
+                error: error(),
+            }
+            .to_string(),
+            NewIdpClientError::DiscoveryTimeout {
+                name: name(),
+                bound: Duration::from_secs(2),
+            }
+            .to_string(),
+        ];
+        assert_eq!(
+            texts,
+            [
+                "provider `corp`: cannot build the HTTP client: no TLS roots",
+                "provider `corp`: its IdP client changed and discovery failed: cannot build the HTTP client: no TLS roots",
+                "provider `corp`: its IdP client changed and discovery did not finish within http_timeout (2s)",
+            ]
+        );
     }
 
     #[test]

@@ -407,64 +407,22 @@ impl IndexProbe {
     }
 }
 
-#[async_trait::async_trait]
-impl oidc_authz::session::SessionStore for IndexProbe {
-    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
-        self.inner.put(key, value, ttl).await
+impl oidc_authz::session::ForwardingStore for IndexProbe {
+    fn inner(&self) -> &dyn oidc_authz::session::SessionStore {
+        &*self.inner
     }
-    async fn put_if_absent(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.put_if_absent(key, value, ttl).await
-    }
-    async fn put_if_present(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.put_if_present(key, value, ttl).await
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.take(key).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        self.inner.delete_if_equals(key, expected).await
-    }
-    async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.inner.add_to_set(key, member, ttl).await
-    }
+
     async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError> {
         if self.fail_remove_from_set.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("remove_from_set failed".into()));
         }
         self.inner.remove_from_set(key, member).await
     }
+
     async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
         let members = self.inner.take_set(key).await?;
         self.taken.lock().unwrap().push(members.len());
         Ok(members)
-    }
-    async fn push_bounded(
-        &self,
-        key: &str,
-        member: &str,
-        max_len: usize,
-        ttl: Duration,
-    ) -> Result<Vec<String>, StoreError> {
-        self.inner.push_bounded(key, member, max_len, ttl).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
     }
 }
 

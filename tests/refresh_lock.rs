@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use oidc_authz::clock::ManualClock;
 use oidc_authz::flow::RequestView;
 use oidc_authz::session::memory::MemoryStore;
@@ -37,11 +36,12 @@ impl LockProbe {
     }
 }
 
-#[async_trait]
-impl SessionStore for LockProbe {
-    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
-        self.inner.put(key, value, ttl).await
+/// Named by path, not imported: with `ForwardingStore` in scope, `store.get(..)` would be ambiguous.
+impl oidc_authz::session::ForwardingStore for LockProbe {
+    fn inner(&self) -> &dyn SessionStore {
+        &self.inner
     }
+
     async fn put_if_absent(
         &self,
         key: &str,
@@ -54,49 +54,12 @@ impl SessionStore for LockProbe {
         }
         Ok(stored)
     }
-    async fn put_if_present(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.put_if_present(key, value, ttl).await
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.take(key).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
+
     async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
         if key.starts_with("refresh-lock:") && self.fail_unlock.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("switched off by the test".into()));
         }
         self.inner.delete_if_equals(key, expected).await
-    }
-    async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.inner.add_to_set(key, member, ttl).await
-    }
-    async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError> {
-        self.inner.remove_from_set(key, member).await
-    }
-    async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.take_set(key).await
-    }
-    async fn push_bounded(
-        &self,
-        key: &str,
-        member: &str,
-        max_len: usize,
-        ttl: Duration,
-    ) -> Result<Vec<String>, StoreError> {
-        self.inner.push_bounded(key, member, max_len, ttl).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
     }
 }
 

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
@@ -24,7 +23,7 @@ use oidc_authz::oidc::{
 use oidc_authz::secret::Secret;
 use oidc_authz::server::App;
 use oidc_authz::session::memory::MemoryStore;
-use oidc_authz::session::{InvalidationListener, SessionStore, StoreError};
+use oidc_authz::session::{ForwardingStore, InvalidationListener, SessionStore};
 
 pub const NOW: i64 = 1_750_000_000;
 pub const SESSION_SECRET: &str = "bench-session-secret-0123456789abcdef";
@@ -225,60 +224,11 @@ pub enum Store {
 /// (nothing else writes it), so the session cache serves from it as it does from Redis.
 struct FedMemoryStore(MemoryStore);
 
-#[async_trait]
-impl SessionStore for FedMemoryStore {
-    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
-        self.0.put(key, value, ttl).await
+impl ForwardingStore for FedMemoryStore {
+    fn inner(&self) -> &dyn SessionStore {
+        &self.0
     }
-    async fn put_if_absent(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.0.put_if_absent(key, value, ttl).await
-    }
-    async fn put_if_present(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.0.put_if_present(key, value, ttl).await
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get(key).await
-    }
-    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.take(key).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.0.delete(key).await
-    }
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        self.0.delete_if_equals(key, expected).await
-    }
-    async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.0.add_to_set(key, member, ttl).await
-    }
-    async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError> {
-        self.0.remove_from_set(key, member).await
-    }
-    async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        self.0.take_set(key).await
-    }
-    async fn push_bounded(
-        &self,
-        key: &str,
-        member: &str,
-        max_len: usize,
-        ttl: Duration,
-    ) -> Result<Vec<String>, StoreError> {
-        self.0.push_bounded(key, member, max_len, ttl).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.0.ping().await
-    }
+
     fn watch_changes(&self, _prefix: &str, listener: Arc<dyn InvalidationListener>) -> bool {
         listener.reset(true);
         true

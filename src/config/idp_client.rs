@@ -51,52 +51,72 @@ pub struct IdpClient {
 pub(super) fn idp_client(reader: &mut Reader, base: Option<&IdpClient>) -> IdpClient {
     IdpClient {
         issuer: issuer(reader, base),
-        client_id: reader
-            .string("client_id")
-            .or_else(|| base.map(|b| b.client_id.clone()))
-            .unwrap_or_else(|| {
-                reader.error("client_id", "required");
-                String::new()
-            }),
-        client_secret: secret_text(reader, "client_secret")
-            .map(|text| Secret::new(text.trim()))
-            .or_else(|| base.map(|b| b.client_secret.clone()))
-            .unwrap_or_else(|| {
-                reader.error("client_secret", "required (or client_secret_file)");
-                Secret::default()
-            }),
-        client_auth: reader.choice_or(
-            "client_auth",
-            &[
-                ("client_secret_basic", ClientAuth::ClientSecretBasic),
-                ("client_secret_post", ClientAuth::ClientSecretPost),
-            ],
-            base.map_or(ClientAuth::ClientSecretBasic, |b| b.client_auth),
-        ),
+        client_id: client_id(reader, base),
+        client_secret: client_secret(reader, base),
+        client_auth: client_auth(reader, base),
         scopes: scopes(reader, base),
         redirect_uri: redirect_uri(reader, base.is_some()),
-        response_mode: reader.choice_or(
-            "response_mode",
-            &[
-                ("query", ResponseMode::Query),
-                ("form_post", ResponseMode::FormPost),
-            ],
-            base.map_or(ResponseMode::Query, |b| b.response_mode),
-        ),
-        pkce: reader.choice_or(
-            "pkce",
-            &[
-                ("auto", PkceMode::Auto),
-                ("always", PkceMode::Always),
-                ("never", PkceMode::Never),
-            ],
-            base.map_or(PkceMode::Auto, |b| b.pkce),
-        ),
+        response_mode: response_mode(reader, base),
+        pkce: pkce(reader, base),
         authorization_params: authorization_params(reader, base),
         id_token_signing_algs: signing_algs(reader, base),
         idp_ca_pem: pem_file(reader, "ca_file", "-----BEGIN CERTIFICATE-----")
             .or_else(|| base.and_then(|b| b.idp_ca_pem.clone())),
     }
+}
+
+fn client_id(reader: &mut Reader, base: Option<&IdpClient>) -> String {
+    reader
+        .string("client_id")
+        .or_else(|| base.map(|b| b.client_id.clone()))
+        .unwrap_or_else(|| {
+            reader.error("client_id", "required");
+            String::new()
+        })
+}
+
+fn client_secret(reader: &mut Reader, base: Option<&IdpClient>) -> Secret {
+    secret_text(reader, "client_secret")
+        .map(|text| Secret::new(text.trim()))
+        .or_else(|| base.map(|b| b.client_secret.clone()))
+        .unwrap_or_else(|| {
+            reader.error("client_secret", "required (or client_secret_file)");
+            Secret::default()
+        })
+}
+
+fn client_auth(reader: &mut Reader, base: Option<&IdpClient>) -> ClientAuth {
+    reader.choice_or(
+        "client_auth",
+        &[
+            ("client_secret_basic", ClientAuth::ClientSecretBasic),
+            ("client_secret_post", ClientAuth::ClientSecretPost),
+        ],
+        base.map_or(ClientAuth::ClientSecretBasic, |b| b.client_auth),
+    )
+}
+
+fn response_mode(reader: &mut Reader, base: Option<&IdpClient>) -> ResponseMode {
+    reader.choice_or(
+        "response_mode",
+        &[
+            ("query", ResponseMode::Query),
+            ("form_post", ResponseMode::FormPost),
+        ],
+        base.map_or(ResponseMode::Query, |b| b.response_mode),
+    )
+}
+
+fn pkce(reader: &mut Reader, base: Option<&IdpClient>) -> PkceMode {
+    reader.choice_or(
+        "pkce",
+        &[
+            ("auto", PkceMode::Auto),
+            ("always", PkceMode::Always),
+            ("never", PkceMode::Never),
+        ],
+        base.map_or(PkceMode::Auto, |b| b.pkce),
+    )
 }
 
 fn issuer(reader: &mut Reader, base: Option<&IdpClient>) -> Url {

@@ -18,6 +18,8 @@ mod providers_tests;
 mod reader;
 #[cfg(test)]
 mod redis_tests;
+#[cfg(test)]
+mod redis_tls_tests;
 mod redis_topology;
 mod shutdown;
 #[cfg(test)]

@@ -3,7 +3,9 @@
 
 use super::tests::{MINIMAL, env, problems};
 use super::*;
-fn redis_mode(yaml: &str, env_pairs: &[(&str, &str)]) -> RedisConfig {
+
+/// The Redis settings `yaml` (after `session_storage: redis`) and `env_pairs` give.
+pub(super) fn redis_mode(yaml: &str, env_pairs: &[(&str, &str)]) -> RedisConfig {
     let yaml = format!("{MINIMAL}session_storage: redis\n{yaml}");
     match load_from_str(&yaml, "test.yaml", env(env_pairs))
         .unwrap()
@@ -105,7 +107,7 @@ fn redis_cluster_and_sentinel_come_from_the_environment() {
 }
 
 /// Every `expected` prefix matches a problem, and there are no others.
-fn expect_exactly(found: &[String], expected: &[&str]) {
+pub(super) fn expect_exactly(found: &[String], expected: &[&str]) {
     for needle in expected {
         assert!(
             found.iter().any(|p| p.starts_with(needle)),
@@ -116,7 +118,7 @@ fn expect_exactly(found: &[String], expected: &[&str]) {
 }
 
 #[test]
-fn redis_modes_are_exclusive_and_every_mistake_has_its_key_path() {
+fn redis_modes_are_exclusive() {
     let found = problems(&format!(
         "{MINIMAL}session_storage: redis
 redis:
@@ -130,7 +132,18 @@ redis:
         "redis.sentinel: conflicts with redis.url; set exactly one of",
     ];
     expect_exactly(&found, &expected);
+    // Without any of the three, the error names all of them.
+    let found = problems(&format!("{MINIMAL}session_storage: redis\n"));
+    assert_eq!(
+        found,
+        [
+            "redis.url: required when session_storage is redis (or redis.cluster_urls, or redis.sentinel)"
+        ]
+    );
+}
 
+#[test]
+fn cluster_url_mistakes_have_their_key_path_and_hide_passwords() {
     let found = problems(&format!(
             "{MINIMAL}session_storage: redis
 redis:
@@ -147,7 +160,17 @@ redis:
         !found.iter().any(|p| p.contains("hunter2")),
         "URLs (which may hold passwords) are not echoed: {found:#?}"
     );
+    let found = problems(&format!(
+        "{MINIMAL}session_storage: redis
+redis:
+  cluster_urls: []
+"
+    ));
+    expect_exactly(&found, &["redis.cluster_urls: must list at least one"]);
+}
 
+#[test]
+fn sentinel_and_unknown_key_mistakes_have_their_key_path() {
     let found = problems(&format!(
         "{MINIMAL}session_storage: redis
 redis:
@@ -183,14 +206,6 @@ redis:
         "{MINIMAL}session_storage: redis\nredis: {{ sentinel: [redis://127.0.0.1:26379] }}\n"
     ));
     expect_exactly(&found, &["redis.sentinel: expected a mapping"]);
-    // Without any of the three, the error names all of them.
-    let found = problems(&format!("{MINIMAL}session_storage: redis\n"));
-    assert_eq!(
-        found,
-        [
-            "redis.url: required when session_storage is redis (or redis.cluster_urls, or redis.sentinel)"
-        ]
-    );
 }
 
 #[test]
@@ -290,92 +305,6 @@ fn sentinel_master_credential_mistakes_have_their_key_path() {
         &sentinel("    pasword: x\n"),
         &["redis.sentinel.pasword: unknown key (did you mean `password`?)"],
     );
-}
-
-/// `redis.ca_file`, `cert_file`, `key_file`: read as PEM, for rediss:// only, never with a Cluster.
-#[test]
-fn redis_tls_files_are_read_and_mistakes_have_their_key_path() {
-    let dir = std::env::temp_dir().join(format!("oidc-authz-redis-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = dir.join("ca.crt");
-    let key = dir.join("client.key");
-    std::fs::write(
-        &ca,
-        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-    )
-    .unwrap();
-    std::fs::write(
-        &key,
-        "-----BEGIN PRIVATE KEY-----\nsecret-key\n-----END PRIVATE KEY-----\n",
-    )
-    .unwrap();
-    let (ca, key) = (ca.display().to_string(), key.display().to_string());
-
-    let redis = redis_mode(
-        &format!(
-            "redis:\n  url: rediss://127.0.0.1:6380\n  ca_file: {ca}\n  cert_file: {ca}\n  key_file: {key}\n"
-        ),
-        &[],
-    );
-    assert!(redis.tls.ca_pem.is_some_and(|pem| pem.contains("MIIB")));
-    assert!(redis.tls.client_cert_pem.is_some());
-    assert!(
-        redis
-            .tls
-            .client_key_pem
-            .is_some_and(|pem| pem.expose().contains("secret-key"))
-    );
-
-    let problems_of = |redis_yaml: String| {
-        problems(&format!(
-            "{MINIMAL}session_storage: redis\nredis:\n{redis_yaml}"
-        ))
-    };
-    expect_exactly(
-        &problems_of(format!("  url: redis://127.0.0.1:6379\n  ca_file: {ca}\n")),
-        &["redis.ca_file: is only used with a rediss:// redis.url"],
-    );
-    expect_exactly(
-        &problems_of(format!(
-            "  cluster_urls: [rediss://127.0.0.1:7000]\n  ca_file: {ca}\n"
-        )),
-        &["redis.ca_file: is not supported with redis.cluster_urls"],
-    );
-    expect_exactly(
-        &problems_of(format!(
-            "  url: rediss://127.0.0.1:6380\n  cert_file: {ca}\n"
-        )),
-        &["redis.cert_file: needs redis.key_file"],
-    );
-    expect_exactly(
-        &problems_of(format!(
-            "  url: rediss://127.0.0.1:6380\n  ca_file: {key}\n"
-        )),
-        &[&format!(
-            "redis.ca_file: {key} holds no PEM `BEGIN CERTIFICATE`"
-        )],
-    );
-    expect_exactly(
-        &problems_of("  url: rediss://127.0.0.1:6380\n  ca_file: /nonexistent/ca.crt\n".into()),
-        &["redis.ca_file: cannot read /nonexistent/ca.crt"],
-    );
-    let found = problems_of(format!(
-        "  sentinel:\n    master_name: m\n    urls: [rediss://127.0.0.1:26379, redis://127.0.0.1:26380]\n  ca_file: {ca}\n"
-    ));
-    expect_exactly(
-        &found,
-        &[
-            "redis.sentinel.urls[1]: mixes redis:// and rediss://",
-            "redis.ca_file: is only used with rediss:// redis.sentinel.urls",
-        ],
-    );
-    expect_exactly(
-        &problems_of(
-            "  sentinel:\n    master_name: m\n    urls: ['rediss://:a@127.0.0.1:26379', 'rediss://:b@127.0.0.1:26380']\n".into(),
-        ),
-        &["redis.sentinel.urls[1]: must carry the same user and password"],
-    );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

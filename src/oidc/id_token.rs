@@ -302,33 +302,51 @@ pub fn verify_signature<T: serde::de::DeserializeOwned>(
     client_secret: &str,
 ) -> Result<T, IdTokenError> {
     let (alg, _) = header(token, allowed_algorithms)?;
+    let keys = decoding_keys(alg, candidates, client_secret);
+    if keys.is_empty() {
+        return Err(IdTokenError::UnknownKey);
+    }
+    decode_with_any(token, &keys, &signature_only(alg))
+}
+
+/// jsonwebtoken's validation of `alg` and the signature only: every claim is checked by the
+/// caller against our own clock.
+fn signature_only(alg: Algorithm) -> Validation {
     let mut validation = Validation::new(alg);
-    // Every claim is checked by the caller against our own clock.
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
+    validation
+}
 
-    let keys: Vec<DecodingKey> = if is_hmac(alg) {
-        vec![DecodingKey::from_secret(client_secret.as_bytes())]
-    } else {
-        candidates
-            .iter()
-            .filter(|jwk| {
-                // A key that names its algorithm may only verify that algorithm.
-                jwk.common
-                    .key_algorithm
-                    .is_none_or(|key_alg| key_alg.to_string() == format!("{alg:?}"))
-            })
-            .filter_map(|jwk| DecodingKey::from_jwk(jwk).ok())
-            .collect()
-    };
-    if keys.is_empty() {
-        return Err(IdTokenError::UnknownKey);
+/// The keys that may verify a token signed with `alg`: the client secret for HMAC, else the
+/// candidates that do not name another algorithm.
+fn decoding_keys(alg: Algorithm, candidates: &[Jwk], client_secret: &str) -> Vec<DecodingKey> {
+    if is_hmac(alg) {
+        return vec![DecodingKey::from_secret(client_secret.as_bytes())];
     }
+    candidates
+        .iter()
+        .filter(|jwk| {
+            // A key that names its algorithm may only verify that algorithm.
+            jwk.common
+                .key_algorithm
+                .is_none_or(|key_alg| key_alg.to_string() == format!("{alg:?}"))
+        })
+        .filter_map(|jwk| DecodingKey::from_jwk(jwk).ok())
+        .collect()
+}
+
+/// The claims of `token` under the first of `keys` that verifies it; else why the last one did not.
+fn decode_with_any<T: serde::de::DeserializeOwned>(
+    token: &str,
+    keys: &[DecodingKey],
+    validation: &Validation,
+) -> Result<T, IdTokenError> {
     let mut last_error = IdTokenError::BadSignature;
-    for key in &keys {
-        match jsonwebtoken::decode::<T>(token, key, &validation) {
+    for key in keys {
+        match jsonwebtoken::decode::<T>(token, key, validation) {
             Ok(data) => return Ok(data.claims),
             Err(error) => {
                 use jsonwebtoken::errors::ErrorKind;

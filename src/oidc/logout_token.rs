@@ -72,6 +72,8 @@ pub const DEFAULT_LIFETIME: i64 = 300;
 /// The furthest `exp` we accept: a day from now.
 pub const MAX_LIFETIME: i64 = 24 * 3600;
 
+/// Checks a logout token's claims (its signature already verified), in this order: who it is
+/// for, when it is valid, what it says; the first failure is the answer.
 pub fn check(
     claims: RawLogoutClaims,
     issuer: &str,
@@ -79,12 +81,38 @@ pub fn check(
     leeway: i64,
     now: i64,
 ) -> Result<LogoutClaims, LogoutTokenError> {
+    check_addressee(&claims, issuer, client_id)?;
+    let expires = check_validity_period(&claims, leeway, now)?;
+    check_logout_content(&claims)?;
+    Ok(LogoutClaims {
+        subject: claims.sub,
+        idp_session_id: claims.sid,
+        jti: claims.jti,
+        remember_until: expires.saturating_add(leeway),
+    })
+}
+
+/// Sent by our IdP (`iss`) to us (`aud`).
+fn check_addressee(
+    claims: &RawLogoutClaims,
+    issuer: &str,
+    client_id: &str,
+) -> Result<(), LogoutTokenError> {
     if claims.iss != issuer {
         return Err(LogoutTokenError::WrongIssuer);
     }
     if !claims.aud.values().contains(&client_id) {
         return Err(LogoutTokenError::WrongAudience);
     }
+    Ok(())
+}
+
+/// Issued, not expired, and not valid for longer than `MAX_LIFETIME`; returns its expiry.
+fn check_validity_period(
+    claims: &RawLogoutClaims,
+    leeway: i64,
+    now: i64,
+) -> Result<i64, LogoutTokenError> {
     // Saturating: the numbers are the sender's, and an overflow must not panic or wrap.
     if claims.iat.saturating_sub(leeway) > now {
         return Err(LogoutTokenError::IssuedInFuture);
@@ -100,6 +128,12 @@ pub fn check(
     if expires > now.saturating_add(MAX_LIFETIME) {
         return Err(LogoutTokenError::ExpiresTooFar);
     }
+    Ok(expires)
+}
+
+/// A logout token, not an ID token: no `nonce`, the back-channel logout event, someone to log
+/// out (`sub` or `sid`), and a `jti` to refuse its replay by.
+fn check_logout_content(claims: &RawLogoutClaims) -> Result<(), LogoutTokenError> {
     if claims.nonce.is_some() {
         return Err(LogoutTokenError::HasNonce);
     }
@@ -115,12 +149,7 @@ pub fn check(
     if claims.jti.is_empty() {
         return Err(LogoutTokenError::EmptyJti);
     }
-    Ok(LogoutClaims {
-        subject: claims.sub,
-        idp_session_id: claims.sid,
-        jti: claims.jti,
-        remember_until: expires.saturating_add(leeway),
-    })
+    Ok(())
 }
 
 #[cfg(test)]

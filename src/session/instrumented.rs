@@ -3,11 +3,10 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::time::Instant;
 
+use super::forwarding::{ForwardingStore, StoreCommand};
 use super::store::{SessionStore, StoreError};
 use crate::metrics::{Metrics, StoreOperation};
 
@@ -20,100 +19,82 @@ impl InstrumentedStore {
     pub fn new(store: Arc<dyn SessionStore>, metrics: Arc<Metrics>) -> Self {
         InstrumentedStore { store, metrics }
     }
+}
 
-    async fn timed<T>(
+impl ForwardingStore for InstrumentedStore {
+    fn inner(&self) -> &dyn SessionStore {
+        &*self.store
+    }
+
+    async fn forward<T: Send>(
         &self,
-        operation: StoreOperation,
-        command: impl Future<Output = Result<T, StoreError>>,
+        command: StoreCommand,
+        run: impl Future<Output = Result<T, StoreError>> + Send,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
-        let result = command.await;
-        self.metrics
-            .record_store_command(operation, started.elapsed(), result.is_err());
+        let result = run.await;
+        self.metrics.record_store_command(
+            operation_class(command),
+            started.elapsed(),
+            result.is_err(),
+        );
         result
     }
 }
 
-#[async_trait]
-impl SessionStore for InstrumentedStore {
-    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
-        self.timed(StoreOperation::Write, self.store.put(key, value, ttl))
-            .await
+/// The metric's class of each command.
+fn operation_class(command: StoreCommand) -> StoreOperation {
+    match command {
+        StoreCommand::Get => StoreOperation::Read,
+        StoreCommand::Put
+        | StoreCommand::PutIfAbsent
+        | StoreCommand::PutIfPresent
+        | StoreCommand::AddToSet
+        | StoreCommand::PushBounded => StoreOperation::Write,
+        StoreCommand::Take | StoreCommand::TakeSet => StoreOperation::Take,
+        StoreCommand::Delete | StoreCommand::DeleteIfEquals | StoreCommand::RemoveFromSet => {
+            StoreOperation::Delete
+        }
+        StoreCommand::Ping => StoreOperation::Ping,
     }
+}
 
-    async fn put_if_absent(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let command = self.store.put_if_absent(key, value, ttl);
-        self.timed(StoreOperation::Write, command).await
-    }
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
 
-    async fn put_if_present(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let command = self.store.put_if_present(key, value, ttl);
-        self.timed(StoreOperation::Write, command).await
-    }
+    use super::*;
+    use crate::metrics::ProviderView;
+    use crate::session::memory::MemoryStore;
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.timed(StoreOperation::Read, self.store.get(key)).await
-    }
-
-    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.timed(StoreOperation::Take, self.store.take(key)).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.timed(StoreOperation::Delete, self.store.delete(key))
-            .await
-    }
-
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        let command = self.store.delete_if_equals(key, expected);
-        self.timed(StoreOperation::Delete, command).await
-    }
-
-    async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
-        let command = self.store.add_to_set(key, member, ttl);
-        self.timed(StoreOperation::Write, command).await
-    }
-
-    async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError> {
-        let command = self.store.remove_from_set(key, member);
-        self.timed(StoreOperation::Delete, command).await
-    }
-
-    async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        self.timed(StoreOperation::Take, self.store.take_set(key))
-            .await
-    }
-
-    async fn push_bounded(
-        &self,
-        key: &str,
-        member: &str,
-        max_len: usize,
-        ttl: Duration,
-    ) -> Result<Vec<String>, StoreError> {
-        let command = self.store.push_bounded(key, member, max_len, ttl);
-        self.timed(StoreOperation::Write, command).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.timed(StoreOperation::Ping, self.store.ping()).await
-    }
-
-    fn watch_changes(
-        &self,
-        prefix: &str,
-        listener: std::sync::Arc<dyn super::InvalidationListener>,
-    ) -> bool {
-        self.store.watch_changes(prefix, listener)
+    #[tokio::test]
+    async fn every_command_is_counted_under_its_class() {
+        let metrics = Arc::new(Metrics::default());
+        let store = InstrumentedStore::new(Arc::new(MemoryStore::new()), metrics.clone());
+        let store: &dyn SessionStore = &store;
+        let ttl = Duration::from_secs(60);
+        store.put("k", b"v".to_vec(), ttl).await.unwrap();
+        store.push_bounded("list", "m", 2, ttl).await.unwrap();
+        assert_eq!(store.get("k").await.unwrap(), Some(b"v".to_vec()));
+        assert_eq!(store.take("k").await.unwrap(), Some(b"v".to_vec()));
+        store.remove_from_set("set", "m").await.unwrap();
+        store.ping().await.unwrap();
+        let text = metrics.render(&[ProviderView {
+            name: "default",
+            ready: true,
+            idp: None,
+        }]);
+        for (operation, count) in [
+            ("write", 2),
+            ("read", 1),
+            ("take", 1),
+            ("delete", 1),
+            ("ping", 1),
+        ] {
+            let line = format!(
+                "oidc_authz_store_duration_seconds_count{{operation=\"{operation}\"}} {count}"
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
     }
 }

@@ -3,81 +3,37 @@
 //! (`crypto::seal`) under a store key that is a hash of the session id or state, never the value
 //! itself: a dump of the store can be neither read nor replayed as a cookie.
 
+mod backchannel;
 pub mod cache;
+mod forwarding;
 mod instrumented;
 pub mod memory;
+mod pending;
 pub mod reconnect;
+mod records;
 pub mod redis;
 mod redis_changes;
+mod refresh_lock;
 pub mod store;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
 
-use crate::crypto::random::random_bytes;
 use crate::crypto::{KeyRing, labelled_hash, seal};
 use crate::error::Error;
 pub use cache::Keep;
 use cache::{CachedSession, SessionCache};
+pub use forwarding::{ForwardingStore, StoreCommand};
+pub use records::{PendingLoginRecord, SessionId, SessionRecord};
 pub use store::{InvalidationListener, SessionStore, StoreError};
-
-mod records {
-    include!(concat!(env!("OUT_DIR"), "/oidc_authz.v1.rs"));
-}
-pub use records::{PendingLoginRecord, SessionRecord};
-
-impl fmt::Debug for SessionRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionRecord")
-            .field("subject", &self.subject)
-            .field("idp_session_id", &self.idp_session_id)
-            .field("access_token", &"[redacted]")
-            .field("id_token", &"[redacted]")
-            .field("has_refresh_token", &!self.refresh_token.is_empty())
-            .field("access_token_expires_at", &self.access_token_expires_at)
-            .field("created_at", &self.created_at)
-            .field("last_active_at", &self.last_active_at)
-            .field("claims", &self.claims.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl fmt::Debug for PendingLoginRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PendingLoginRecord")
-            .field("nonce", &"[redacted]")
-            .field("pkce_verifier", &"[redacted]")
-            .field("original_url", &self.original_url)
-            .field("redirect_uri", &self.redirect_uri)
-            .field("created_at", &self.created_at)
-            .finish()
-    }
-}
 
 /// Prefixes of the keys that are cheap to lose: pending logins (`login:`) and each login cookie's
 /// list of them (`login-binding:`). A bounded store evicts these before anything else, so a
 /// flood of login starts cannot push out sessions (see `memory.rs`; Redis: `volatile-ttl`, as
 /// these have the shortest TTLs).
 pub(crate) const EVICT_FIRST_KEY_PREFIXES: &[&str] = &["login:", "login-binding:"];
-
-/// 128 random bits naming a session; it travels only inside the signed session cookie.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct SessionId(pub [u8; 16]);
-
-impl fmt::Debug for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionId([redacted])")
-    }
-}
-
-impl SessionId {
-    pub fn random() -> Result<Self, Error> {
-        Ok(SessionId(random_bytes::<16>()?))
-    }
-}
 
 /// A session read from the store (or from the cache of what was read).
 #[derive(Debug)]
@@ -210,10 +166,6 @@ impl Sessions {
         self.key("session", "session id", &id.0)
     }
 
-    fn pending_key(&self, state: &str) -> String {
-        self.key("login", "state", state.as_bytes())
-    }
-
     fn sealed<M: Message>(&self, key: &str, record: &M) -> Result<Vec<u8>, Error> {
         Ok(seal::seal(
             &self.keys,
@@ -313,21 +265,6 @@ impl Sessions {
         Ok(())
     }
 
-    fn index_key(&self, kind: &str, value: &str) -> String {
-        self.key(&format!("by-{kind}"), kind, value.as_bytes())
-    }
-
-    /// The back-channel indexes a session of `record` is listed in: by `sid` (when the IdP gave
-    /// one) and by `sub`.
-    fn index_keys(&self, record: &SessionRecord) -> Vec<String> {
-        let mut keys = Vec::with_capacity(2);
-        if !record.idp_session_id.is_empty() {
-            keys.push(self.index_key("sid", &record.idp_session_id));
-        }
-        keys.push(self.index_key("sub", &record.subject));
-        keys
-    }
-
     /// Stores a new session (unconditionally: a fresh random id) and indexes it by the IdP's `sid` and by `sub`, so a back-channel
     /// logout can find it. The index lives as long as the session can (`max_lifetime`, the
     /// absolute timeout), not just as long as its first TTL: activity extends the session without
@@ -349,142 +286,6 @@ impl Sessions {
             self.store.add_to_set(&index, &key, max_lifetime).await?;
         }
         Ok(())
-    }
-
-    /// Deletes the sessions listed in an index. If the store fails midway, the keys not yet deleted
-    /// go back into the index so a retried logout still finds them.
-    async fn delete_indexed(&self, index: &str) -> Result<usize, Error> {
-        let keys = self.store.take_set(index).await?;
-        for (done, key) in keys.iter().enumerate() {
-            let deleted = self.store.delete(key).await;
-            self.forget(key);
-            if let Err(error) = deleted {
-                for remaining in &keys[done..] {
-                    // Best effort: the store just failed, this may fail too.
-                    let _ = self
-                        .store
-                        .add_to_set(index, remaining, Duration::from_secs(86_400))
-                        .await;
-                }
-                return Err(error.into());
-            }
-        }
-        Ok(keys.len())
-    }
-
-    /// Deletes every session of this IdP session; returns how many index entries there were.
-    #[tracing::instrument(skip_all, name = "store.delete_by_idp_session")]
-    pub async fn delete_by_idp_session(&self, idp_session_id: &str) -> Result<usize, Error> {
-        self.delete_indexed(&self.index_key("sid", idp_session_id))
-            .await
-    }
-
-    #[tracing::instrument(skip_all, name = "store.delete_by_subject")]
-    pub async fn delete_by_subject(&self, subject: &str) -> Result<usize, Error> {
-        self.delete_indexed(&self.index_key("sub", subject)).await
-    }
-
-    fn logout_token_key(&self, jti: &str) -> String {
-        self.key("jti", "jti", jti.as_bytes())
-    }
-
-    /// Whether a logout token's `jti` was already used.
-    #[tracing::instrument(skip_all, name = "store.logout_token_seen")]
-    pub async fn logout_token_seen(&self, jti: &str) -> Result<bool, Error> {
-        Ok(self.store.get(&self.logout_token_key(jti)).await?.is_some())
-    }
-
-    /// Records a used logout token's `jti` until it expires.
-    #[tracing::instrument(skip_all, name = "store.remember_logout_token")]
-    pub async fn remember_logout_token(&self, jti: &str, ttl: Duration) -> Result<(), Error> {
-        self.store
-            .put(&self.logout_token_key(jti), vec![1], ttl)
-            .await?;
-        Ok(())
-    }
-
-    fn refresh_lock_key(&self, id: &SessionId) -> String {
-        self.key("refresh-lock", "session id", &id.0)
-    }
-
-    /// Takes the session's refresh lock as `holder` (a random token of the caller's) for `ttl`;
-    /// `false` when another refresher holds it.
-    #[tracing::instrument(skip_all, name = "store.try_lock_refresh")]
-    pub async fn try_lock_refresh(
-        &self,
-        id: &SessionId,
-        holder: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, Error> {
-        Ok(self
-            .store
-            .put_if_absent(&self.refresh_lock_key(id), holder.to_vec(), ttl)
-            .await?)
-    }
-
-    /// Releases the session's refresh lock if `holder` still holds it: a lock that expired under
-    /// a slow holder and was taken by another refresher stays theirs.
-    #[tracing::instrument(skip_all, name = "store.unlock_refresh")]
-    pub async fn unlock_refresh(&self, id: &SessionId, holder: &[u8]) -> Result<(), Error> {
-        self.store
-            .delete_if_equals(&self.refresh_lock_key(id), holder)
-            .await?;
-        Ok(())
-    }
-
-    #[tracing::instrument(skip_all, name = "store.put_pending")]
-    pub async fn put_pending(
-        &self,
-        state: &str,
-        record: &PendingLoginRecord,
-        ttl: Duration,
-    ) -> Result<(), Error> {
-        let key = self.pending_key(state);
-        let sealed = self.sealed(&key, record)?;
-        self.store.put(&key, sealed, ttl).await?;
-        Ok(())
-    }
-
-    fn pending_list_key(&self, browser_binding: &[u8]) -> String {
-        self.key("login-binding", "pending logins of", browser_binding)
-    }
-
-    /// Lists the pending login for `state` under its browser's login cookie (`browser_binding`)
-    /// and deletes the ones beyond the newest `max_pending`: one browser, however many tabs or
-    /// requests, holds at most `max_pending` pending logins.
-    #[tracing::instrument(skip_all, name = "store.bound_pending_per_browser")]
-    pub async fn bound_pending_per_browser(
-        &self,
-        browser_binding: &[u8],
-        state: &str,
-        max_pending: usize,
-        ttl: Duration,
-    ) -> Result<(), Error> {
-        let dropped = self
-            .store
-            .push_bounded(
-                &self.pending_list_key(browser_binding),
-                &self.pending_key(state),
-                max_pending,
-                ttl,
-            )
-            .await?;
-        for pending_key in dropped {
-            self.store.delete(&pending_key).await?;
-        }
-        Ok(())
-    }
-
-    /// Takes the pending login for `state` exactly once: a replayed callback finds nothing.
-    #[tracing::instrument(skip_all, name = "store.take_pending")]
-    pub async fn take_pending(&self, state: &str) -> Result<Option<PendingLoginRecord>, Error> {
-        let key = self.pending_key(state);
-        let Some(bytes) = self.store.take(&key).await? else {
-            return Ok(None);
-        };
-        Ok(self
-            .opened::<PendingLoginRecord>(&key, &bytes)
-            .map(|(record, _)| record))
     }
 }
 

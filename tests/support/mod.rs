@@ -8,12 +8,12 @@ pub mod log;
 pub mod redis;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
@@ -24,7 +24,9 @@ use oidc_authz::config::load_from_str;
 use oidc_authz::oidc::provider::{Provider, ProviderSettings};
 use oidc_authz::server::{self, App, IdentityProviders};
 use oidc_authz::session::memory::MemoryStore;
-use oidc_authz::session::{SessionStore, StoreError};
+use oidc_authz::session::{
+    ForwardingStore, InvalidationListener, SessionStore, StoreCommand, StoreError,
+};
 use tonic::transport::Channel;
 
 pub use idp::FakeIdp;
@@ -62,74 +64,27 @@ impl SwitchableStore {
     }
 }
 
-#[async_trait]
-impl SessionStore for SwitchableStore {
-    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.put(key, value, ttl).await
+impl ForwardingStore for SwitchableStore {
+    fn inner(&self) -> &dyn SessionStore {
+        &*self.inner
     }
-    async fn put_if_absent(
+
+    async fn forward<T: Send>(
         &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
+        command: StoreCommand,
+        run: impl Future<Output = Result<T, StoreError>> + Send,
+    ) -> Result<T, StoreError> {
         self.check()?;
-        self.inner.put_if_absent(key, value, ttl).await
-    }
-    async fn put_if_present(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.put_if_present(key, value, ttl).await
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check()?;
-        if self.stall_reads.load(Ordering::SeqCst) {
+        if command == StoreCommand::Get && self.stall_reads.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
-        self.inner.get(key).await
+        run.await
     }
-    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check()?;
-        self.inner.take(key).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.delete(key).await
-    }
-    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.delete_if_equals(key, expected).await
-    }
-    async fn add_to_set(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.add_to_set(key, member, ttl).await
-    }
-    async fn remove_from_set(&self, key: &str, member: &str) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.remove_from_set(key, member).await
-    }
-    async fn take_set(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        self.check()?;
-        self.inner.take_set(key).await
-    }
-    async fn push_bounded(
-        &self,
-        key: &str,
-        member: &str,
-        max_len: usize,
-        ttl: Duration,
-    ) -> Result<Vec<String>, StoreError> {
-        self.check()?;
-        self.inner.push_bounded(key, member, max_len, ttl).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.ping().await
+
+    /// No change feed, whatever the store under it has: a session cache would serve sessions
+    /// while the store is switched off.
+    fn watch_changes(&self, _prefix: &str, _listener: Arc<dyn InvalidationListener>) -> bool {
+        false
     }
 }
 
