@@ -32,19 +32,6 @@ pub enum CheckTelemetry {
     Deferred(DeferredCheck),
 }
 
-#[cfg(test)]
-impl CheckTelemetry {
-    /// Runs `check` in this context. (The Check itself matches on the two: its future is large,
-    /// and an async layer around it would move it once more.)
-    pub async fn run<F: std::future::Future>(self, check: F) -> F::Output {
-        use tracing::Instrument;
-        match self {
-            CheckTelemetry::Span(span) => check.instrument(span).await,
-            CheckTelemetry::Deferred(deferred) => deferred.run(check).await,
-        }
-    }
-}
-
 /// The context of one Check. Its log-line context (`http.request.method`, a checked
 /// `x-request-id` as `request_id`, then `policy` and `provider` as the gateway routed it) is the
 /// same with or without traces. At ERROR level so that every log line of the Check, at any log
@@ -207,5 +194,18 @@ pub fn record_decision(decision: &'static str) {
     span.record("decision", decision);
     if decision == "error" {
         span.record("otel.status_code", "ERROR");
+    }
+}
+
+#[cfg(test)]
+impl CheckTelemetry {
+    /// Runs `check` in this context. (The Check itself matches on the two: its future is large,
+    /// and an async layer around it would move it once more.)
+    pub async fn run<F: std::future::Future>(self, check: F) -> F::Output {
+        use tracing::Instrument;
+        match self {
+            CheckTelemetry::Span(span) => check.instrument(span).await,
+            CheckTelemetry::Deferred(deferred) => deferred.run(check).await,
+        }
     }
 }
