@@ -20,6 +20,16 @@
 //! the ID token only when a policy sends it upstream, the claims only when a policy reads them.
 //! A trimmed record is never written back: whoever writes (activity, refresh, key move) or logs
 //! out reads the whole record from the store first (`LoadedSession::complete`).
+//!
+//! Entries are compact (`cache/entry.rs`, for issue 10's memory target): keyed by the 32-byte hash
+//! the store key is made from (and the provider's namespace, by number), the kept texts in one
+//! allocation, the timestamps inline. A hit builds from it the trimmed `SessionRecord` the flow
+//! reads (an `Arc` and one `String` per non-empty text: four allocations and a copy of about
+//! 740 bytes with `Keep::default()`), rather than the cache keeping that record, its mostly empty
+//! `String`s and an allocation per text: `examples/cache_memory.rs` counts 908 live bytes and one
+//! allocation per cached session (it was 1107 bytes and five).
+
+mod entry;
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -28,8 +38,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::SessionRecord;
 use super::store::InvalidationListener;
 use crate::metrics::{CacheLookup, SessionCacheMetrics};
+use entry::{CompactSession, EntryKey, split_session_key};
 
-/// A record as opened from the store (`complete`), or trimmed for the cache.
+/// A record as opened from the store (`complete`), or as the cache gives it back: trimmed.
 #[derive(Clone)]
 pub struct CachedSession {
     pub record: Arc<SessionRecord>,
@@ -47,40 +58,6 @@ pub struct Keep {
     pub claims: bool,
 }
 
-impl CachedSession {
-    /// The same session with only what `keep` asks for.
-    pub fn trimmed(&self, keep: Keep) -> CachedSession {
-        let full = &self.record;
-        // A record from before `claims_json` finds its claims in the ID token.
-        let id_token_for_claims = keep.claims && full.claims_json.is_empty();
-        let record = SessionRecord {
-            subject: full.subject.clone(),
-            idp_session_id: full.idp_session_id.clone(),
-            access_token: full.access_token.clone(),
-            id_token: if keep.id_token || id_token_for_claims {
-                full.id_token.clone()
-            } else {
-                String::new()
-            },
-            refresh_token: String::new(),
-            access_token_expires_at: full.access_token_expires_at,
-            created_at: full.created_at,
-            last_active_at: full.last_active_at,
-            claims: Default::default(),
-            claims_json: if keep.claims {
-                full.claims_json.clone()
-            } else {
-                String::new()
-            },
-        };
-        CachedSession {
-            record: Arc::new(record),
-            sealed_by_old_key: self.sealed_by_old_key,
-            complete: false,
-        }
-    }
-}
-
 /// The generation seen before a store read; see `SessionCache::insert`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket(u64);
@@ -89,9 +66,14 @@ pub struct Ticket(u64);
 /// saw more invalidations than this is not stored (it is read again next time).
 const RECENT_INVALIDATIONS: usize = 4096;
 
+/// A cache's namespaces are its providers'; a key of a 257th is not cached.
+const MAX_NAMESPACES: usize = u8::MAX as usize + 1;
+
 #[derive(Default)]
 struct State {
-    entries: HashMap<String, CachedSession>,
+    entries: HashMap<EntryKey, CompactSession>,
+    /// The namespaces of the keys cached so far (`""`, `"corp:"`), numbered for `EntryKey`.
+    namespaces: Vec<Box<str>>,
     /// Counts invalidations and resets.
     generation: u64,
     /// The generation of the last reset (feed up or down, flush): reads from before it are stale.
@@ -106,6 +88,33 @@ struct State {
 }
 
 impl State {
+    /// Where `key` is (or would be) kept; `None` for a key that is not a session's, or of a
+    /// namespace never cached (then no entry has it).
+    fn entry_key(&self, key: &str) -> Option<EntryKey> {
+        let (namespace, hash) = split_session_key(key)?;
+        let index = self
+            .namespaces
+            .iter()
+            .position(|known| **known == *namespace)?;
+        Some(EntryKey {
+            namespace: u8::try_from(index).ok()?,
+            hash,
+        })
+    }
+
+    /// Where `key` is to be kept, numbering its namespace if it is new.
+    fn new_entry_key(&mut self, key: &str) -> Option<EntryKey> {
+        if let Some(known) = self.entry_key(key) {
+            return Some(known);
+        }
+        let (namespace, _) = split_session_key(key)?;
+        if self.namespaces.len() == MAX_NAMESPACES {
+            return None;
+        }
+        self.namespaces.push(namespace.into());
+        self.entry_key(key)
+    }
+
     /// Whether `key` may have changed after `ticket` was taken.
     fn changed_since(&self, key: &str, ticket: Ticket) -> bool {
         if ticket.0 < self.reset_at {
@@ -157,12 +166,15 @@ impl SessionCache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The session kept under `key`, as a trimmed record built afresh.
     pub fn get(&self, key: &str) -> Option<CachedSession> {
         let state = self.state();
         let hit = state
             .live
-            .then(|| state.entries.get(key).cloned())
-            .flatten();
+            .then(|| state.entry_key(key))
+            .flatten()
+            .and_then(|entry_key| state.entries.get(&entry_key))
+            .map(CompactSession::session);
         drop(state);
         let result = if hit.is_some() {
             CacheLookup::Hit
@@ -184,18 +196,23 @@ impl SessionCache {
         if self.capacity == 0 {
             return;
         }
-        let session = session.trimmed(self.keep);
+        let Some(session) = CompactSession::new(session, self.keep) else {
+            return;
+        };
         let mut state = self.state();
         if !state.live || state.changed_since(key, ticket) {
             return;
         }
-        if state.entries.len() >= self.capacity && !state.entries.contains_key(key) {
-            let victim = state.entries.keys().next().cloned();
+        let Some(entry_key) = state.new_entry_key(key) else {
+            return;
+        };
+        if state.entries.len() >= self.capacity && !state.entries.contains_key(&entry_key) {
+            let victim = state.entries.keys().next().copied();
             if let Some(victim) = victim {
                 state.entries.remove(&victim);
             }
         }
-        state.entries.insert(key.to_owned(), session);
+        state.entries.insert(entry_key, session);
     }
 
     /// Forgets `key` after this process wrote or deleted it.
@@ -219,7 +236,9 @@ impl InvalidationListener for SessionCache {
         for key in keys {
             state.generation += 1;
             let generation = state.generation;
-            state.entries.remove(*key);
+            if let Some(entry_key) = state.entry_key(key) {
+                state.entries.remove(&entry_key);
+            }
             if state.recent.len() == RECENT_INVALIDATIONS {
                 state.recent.pop_front();
             }
