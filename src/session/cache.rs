@@ -23,11 +23,12 @@
 //!
 //! Entries are compact (`cache/entry.rs`, for issue 10's memory target): keyed by the 32-byte hash
 //! the store key is made from (and the provider's namespace, by number), the kept texts in one
-//! allocation, the timestamps inline. A hit builds from it the trimmed `SessionRecord` the flow
-//! reads (an `Arc` and one `String` per non-empty text: four allocations and a copy of about
-//! 740 bytes with `Keep::default()`), rather than the cache keeping that record, its mostly empty
-//! `String`s and an allocation per text: `examples/cache_memory.rs` counts 908 live bytes and one
-//! allocation per cached session (it was 1107 bytes and five).
+//! allocation, the timestamps inline. A hit builds from it, after the lock is released, the
+//! trimmed `SessionRecord` the flow reads (an `Arc` and one `String` per non-empty text: four
+//! allocations and a copy of about 740 bytes with `Keep::default()`), rather than the cache
+//! keeping that record, its mostly empty `String`s and an allocation per text:
+//! `examples/cache_memory.rs` counts 924 live bytes and one allocation per cached session (it was
+//! 1107 bytes and five).
 
 mod entry;
 
@@ -173,9 +174,9 @@ impl SessionCache {
             .live
             .then(|| state.entry_key(key))
             .flatten()
-            .and_then(|entry_key| state.entries.get(&entry_key))
-            .map(CompactSession::session);
+            .and_then(|entry_key| state.entries.get(&entry_key).cloned());
         drop(state);
+        let hit = hit.as_ref().map(CompactSession::session);
         let result = if hit.is_some() {
             CacheLookup::Hit
         } else {

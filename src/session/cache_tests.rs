@@ -291,3 +291,24 @@ fn an_entry_stays_small() {
     assert_eq!(std::mem::size_of::<EntryKey>(), 33);
     assert!(std::mem::size_of::<(EntryKey, CompactSession)>() <= 104);
 }
+
+#[test]
+fn a_session_key_is_read_back_to_its_namespace_and_hash_or_not_at_all() {
+    let hash = crate::crypto::labelled_hash("session id", b"a");
+    assert_eq!(split_session_key(&key("a")), Some(("", hash)));
+    assert_eq!(
+        split_session_key(&key_in("corp:", "a")),
+        Some(("corp:", hash))
+    );
+    let good = key("a");
+    for position in "session:".len()..good.len() {
+        for odd in ["g", "A", "F", "/", ":", " ", "é"] {
+            let mut spelled = good.clone();
+            spelled.replace_range(position..=position, odd);
+            assert_eq!(split_session_key(&spelled), None, "{spelled}");
+        }
+    }
+    for other in ["", "session:", "login:", &good[..good.len() - 1]] {
+        assert_eq!(split_session_key(other), None, "{other}");
+    }
+}
