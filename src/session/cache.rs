@@ -28,7 +28,9 @@
 //! allocations and a copy of about 740 bytes with `Keep::default()`), rather than the cache
 //! keeping that record, its mostly empty `String`s and an allocation per text:
 //! `examples/cache_memory.rs` counts 924 live bytes and one allocation per cached session (it was
-//! 1107 bytes and five).
+//! 1107 bytes and five). The price is on the hit: about 1900 instructions instead of 490 (its
+//! `hits` under callgrind, release build), of a cached Check's 44 000; it would be none again if
+//! `LoadedSession` could carry the cached texts instead of a `SessionRecord`.
 
 mod entry;
 
