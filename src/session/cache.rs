@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::SessionRecord;
 use super::store::InvalidationListener;
 use crate::metrics::{CacheLookup, SessionCacheMetrics};
-use entry::{CompactSession, EntryKey, split_session_key};
+use entry::{CompactSession, EntryKey, EntryKeyHashing, split_session_key};
 
 /// A record as opened from the store (`complete`), or as the cache gives it back: trimmed.
 #[derive(Clone)]
@@ -74,7 +74,7 @@ const MAX_NAMESPACES: usize = u8::MAX as usize + 1;
 
 #[derive(Default)]
 struct State {
-    entries: HashMap<EntryKey, CompactSession>,
+    entries: HashMap<EntryKey, CompactSession, EntryKeyHashing>,
     /// The namespaces of the keys cached so far (`""`, `"corp:"`), numbered for `EntryKey`.
     namespaces: Vec<Box<str>>,
     /// Counts invalidations and resets.

@@ -13,11 +13,45 @@ const HASH_HEX_LENGTH: usize = 64;
 
 /// A session key (`session:<namespace><64 hex>`) in 33 bytes instead of an 80-byte `String`:
 /// which namespace (an index into the cache's list of them) and the hash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct EntryKey {
     pub namespace: u8,
     pub hash: [u8; 32],
 }
+
+/// The map's hash of an entry: eight bytes of the SHA-256 the key already is. No keyed hash is
+/// needed against chosen collisions: a session key is the hash of a session id that came in a
+/// cookie with a valid MAC, so no client picks it, and picking one would take SHA-256 preimages.
+impl std::hash::Hash for EntryKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let [a, b, c, d, e, f, g, h, ..] = self.hash;
+        state.write_u64(u64::from_le_bytes([a, b, c, d, e, f, g, h]) ^ u64::from(self.namespace));
+    }
+}
+
+/// Hashes an `EntryKey` to the one `u64` it writes.
+#[derive(Clone, Copy, Default)]
+pub(super) struct EntryKeyHasher(u64);
+
+impl std::hash::Hasher for EntryKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (`EntryKey::hash`); anything else still hashes, slowly.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 ^= value;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The `BuildHasher` of the cache's map.
+pub(super) type EntryKeyHashing = std::hash::BuildHasherDefault<EntryKeyHasher>;
 
 /// A session key's namespace (`""` or `"<provider>:"`) and hash; `None` for any other key. Only
 /// lower-case hex is read, as `Sessions` writes it, so two keys never give one (namespace, hash).
