@@ -83,43 +83,36 @@ async fn check_that_logs() {
 }
 
 /// Runs `check` as a Check under `subscriber`.
-async fn run_check<S, F>(subscriber: S, check: F)
+async fn run_check<F>(subscriber: tracing::Dispatch, check: F)
 where
-    S: tracing::Subscriber + Send + Sync + 'static,
     F: std::future::Future<Output = ()>,
 {
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = tracing::dispatcher::set_default(&subscriber);
     let view = view();
     let telemetry = check_telemetry(&view, &tonic::metadata::MetadataMap::new(), ROUTE);
     telemetry.run(check).await;
 }
 
-fn counted_lazy(format: LogFormat, lines: &Lines, counts: &SpanCounts) -> LazyCheckSpans {
-    LazyCheckSpans::new(
-        tracing_subscriber::registry()
-            .with(log_layer(
-                format,
-                EnvFilter::new("info"),
-                false,
-                lines.writer(),
-            ))
-            .with(counts.clone()),
-    )
-}
-
-fn counted_eager(
-    format: LogFormat,
-    lines: &Lines,
-    counts: &SpanCounts,
-) -> impl tracing::Subscriber + Send + Sync + 'static {
-    tracing_subscriber::registry()
+/// The subscriber `init` installs without traces (`lazy`), or its inner part alone (a Check's span
+/// is then made whole up front), writing to `lines`, with `counts` counting spans and fields.
+fn counted(lazy: bool, format: LogFormat, lines: &Lines, counts: &SpanCounts) -> tracing::Dispatch {
+    let logging = tracing_subscriber::registry()
         .with(log_layer(
             format,
             EnvFilter::new("info"),
             false,
             lines.writer(),
         ))
-        .with(counts.clone())
+        .with(counts.clone());
+    if lazy {
+        tracing::Dispatch::new(LazyCheckSpans::new(logging))
+    } else {
+        tracing::Dispatch::new(logging)
+    }
+}
+
+fn counted_lazy(format: LogFormat, lines: &Lines, counts: &SpanCounts) -> tracing::Dispatch {
+    counted(true, format, lines, counts)
 }
 
 #[tokio::test]
@@ -183,7 +176,7 @@ async fn lines_are_the_same_as_with_a_span_made_up_front() {
     for format in [LogFormat::Text, LogFormat::Json] {
         let (eager, lazy) = (Lines::default(), Lines::default());
         let counts = SpanCounts::default();
-        run_check(counted_eager(format, &eager, &counts), check_that_logs()).await;
+        run_check(counted(false, format, &eager, &counts), check_that_logs()).await;
         run_check(counted_lazy(format, &lazy, &counts), check_that_logs()).await;
         let expected = without_timestamps(format, &eager);
         assert_eq!(expected.len(), 2, "{expected:?}");
